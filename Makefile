@@ -1,0 +1,25 @@
+# Two entry points: `make demo` (the main job on synthetic data) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= runs/demo
+DEMO_PEOPLE ?= 60
+
+.PHONY: demo test lint clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m mgvton_jax.demo --workdir $(DEMO_DIR) --people $(DEMO_PEOPLE)
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check mgvton_jax tests benchmarks configs launch
+	$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$status
+
+clean:
+	rm -rf $(VENV) runs

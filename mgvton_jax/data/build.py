@@ -1,0 +1,90 @@
+"""Builds the array_record data set from a try-on data directory, with a report of skips.
+
+    python -m mgvton_jax.data.build --mpv-dir DIR --data-dir OUT [--pair-list F] [--label-set cihp]
+
+DIR may be in the MPV, JDAI-MPV or VITON layout (see `layouts`). Triplets whose files are
+missing or unreadable are skipped; each is listed with its reason in
+OUT/mpv_triplets/<version>/build_report.txt (and .json), and counted on the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from mgvton_jax import constants
+from mgvton_jax.data import readers, tfds_builder
+
+REPORT_NAME = "build_report"
+
+
+def build_dataset(mpv_dir: str | os.PathLike, data_dir: str | os.PathLike,
+                  pair_list: str | None = None, label_set: str | None = None,
+                  progress: bool = True) -> dict:
+    """Builds `mpv_triplets` into data_dir and writes the build report next to it.
+
+    Returns:
+      The report: layout, label_set, written (per split), skipped [(split, key, reason)],
+      notes, and the dataset directory.
+    """
+    builder = tfds_builder.MpvTriplets(data_dir=str(data_dir), file_format="array_record",
+                                       pair_list=pair_list, label_set=label_set,
+                                       progress=progress)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(mpv_dir)))
+    if builder.source is None:  # already built: nothing was generated
+        return read_report(data_dir)
+    report = {
+        "mpv_dir": str(mpv_dir),
+        "layout": builder.source.layout.name,
+        "label_set": builder.source.layout.label_set,
+        "pair_lists": [str(p) for p in builder.source.pair_files],
+        "written": dict(builder.log.written),
+        "skipped": builder.log.skipped,
+        "notes": builder.log.notes,
+        "dataset_dir": str(builder.data_dir),
+    }
+    out = Path(builder.data_dir)
+    (out / f"{REPORT_NAME}.json").write_text(json.dumps(report, indent=1))
+    lines = [f"{split}\t{key}\t{reason}" for split, key, reason in report["skipped"]]
+    (out / f"{REPORT_NAME}.txt").write_text(
+        f"# {len(lines)} skipped (split, triplet, reason)\n" + "\n".join(lines)
+        + "\n# notes\n" + "\n".join(report["notes"]) + "\n")
+    return report
+
+
+def dataset_dir(data_dir: str | os.PathLike) -> Path:
+    """The version directory of the built data set under data_dir."""
+    builder = tfds_builder.MpvTriplets(data_dir=str(data_dir), file_format="array_record")
+    return Path(builder.data_dir)
+
+
+def read_report(data_dir: str | os.PathLike) -> dict:
+    """The build report of the data set in data_dir."""
+    return json.loads((dataset_dir(data_dir) / f"{REPORT_NAME}.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mpv-dir", required=True,
+                        help="data set directory (MPV, JDAI-MPV or VITON layout)")
+    parser.add_argument("--data-dir", required=True, help="output directory for the data set")
+    parser.add_argument("--pair-list", help="MPV pair-list file (default: found in --mpv-dir)")
+    parser.add_argument("--label-set", choices=sorted(constants.LABEL_SETS),
+                        help="parser labels (default: from the layout)")
+    args = parser.parse_args(argv)
+    try:
+        report = build_dataset(args.mpv_dir, args.data_dir, args.pair_list, args.label_set)
+    except readers.DataError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"layout {report['layout']} (labels {report['label_set']}); written "
+          f"{report['written']}; skipped {len(report['skipped'])}; notes "
+          f"{len(report['notes'])}; report: {report['dataset_dir']}/{REPORT_NAME}.txt")
+
+
+if __name__ == "__main__":
+    main()

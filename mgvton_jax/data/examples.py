@@ -1,0 +1,173 @@
+"""Triplet records: read from disk, stored encoded, decoded, flipped, turned into model inputs.
+
+A *record* is what the data set stores per triplet (encoded images, keypoints); a *raw*
+example is the decoded record (uint8 arrays at 256x192); *model inputs* are the float32
+arrays the networks take. Data code knows nothing of models: `MODEL_INPUT_CHANNELS` is the
+contract between the two sides.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mgvton_jax import constants
+from mgvton_jax.data import layouts, readers
+from mgvton_jax.data import representation as rep
+from mgvton_jax.data.pairs import Triplet
+
+IMAGE_KEYS = ("reference_image", "target_image", "clothes")
+PARSING_KEYS = ("reference_parsing", "target_parsing")
+KEYPOINT_KEYS = ("reference_keypoints", "target_keypoints")
+
+# Model inputs: name -> channels; every array is (H, W, C) float32 (batched: (B, H, W, C)).
+MODEL_INPUT_CHANNELS = {
+    "reference_image": 3,  # [-1, 1]
+    "target_image": 3,  # [-1, 1], the ground truth
+    "clothes": 3,  # [-1, 1], product image
+    "clothes_mask": 1,  # {0, 1}
+    "target_pose": constants.NUM_KEYPOINTS,  # {0, 1} discs
+    "hair_mask": 1,  # {0, 1}, from the reference parsing
+    "face_mask": 1,  # {0, 1}, from the reference parsing
+    "body_shape": 1,  # [0, 1], blurred reference silhouette
+    "target_body_shape": 1,  # [0, 1], blurred target silhouette (GMM input, design Q7)
+    "reference_parsing": constants.NUM_LABELS,  # one-hot
+    "target_parsing": constants.NUM_LABELS,  # one-hot, the stage-I ground truth
+    "reference_without_clothes": 3,  # [-1, 1], clothes pixels set to 0
+}
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _encode_photo(path: Path, notes: list[str]) -> bytes:
+    """File bytes as they are when the photo is a 256x192 JPEG/PNG, else a resized PNG."""
+    pixels = readers.read_rgb(path)
+    if pixels.shape[:2] == constants.IMAGE_SIZE and path.suffix.lower() in (".jpg", ".jpeg",
+                                                                            ".png"):
+        return path.read_bytes()
+    if pixels.shape[:2] != constants.IMAGE_SIZE:
+        notes.append(f"resized {path} from {pixels.shape[0]}x{pixels.shape[1]}")
+        size = (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT)
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
+    return _png(pixels)
+
+
+def _resize_labels(labels: np.ndarray) -> np.ndarray:
+    if labels.shape == constants.IMAGE_SIZE:
+        return labels
+    size = (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT)
+    return np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST))
+
+
+def _keypoints(path: Path, image_path: Path, notes: list[str]) -> np.ndarray:
+    read = readers.read_keypoints(path)
+    if read.people == 0:
+        notes.append(f"no person in {path}")
+    with Image.open(image_path) as image:
+        source_hw = (image.height, image.width)
+    if source_hw != constants.IMAGE_SIZE:
+        return rep.scale_keypoints(read.keypoints, source_hw, constants.IMAGE_SIZE)
+    return read.keypoints
+
+
+def load_triplet(layout: layouts.Layout, triplet: Triplet) -> tuple[dict, list[str]]:
+    """Reads and validates every file of a triplet into an encoded record.
+
+    Returns:
+      (record, notes): the record (see `decode_record`), and notes for the build report
+      (resized files, keypoint files without a person).
+    Raises:
+      DataError: a missing or unreadable file; the message names it.
+    """
+    notes: list[str] = []
+
+    def find(kind: str, entry: str) -> Path:
+        return layout.find(kind, entry, triplet.split)
+
+    record: dict = {"key": triplet.key, "paired": triplet.paired}
+    for key, entry in zip(IMAGE_KEYS, (triplet.reference, triplet.target, triplet.clothes),
+                          strict=True):
+        kind = layouts.CLOTHES if key == "clothes" else layouts.PERSON
+        record[key] = _encode_photo(find(kind, entry), notes)
+    mask = _resize_labels(readers.read_mask(find(layouts.CLOTHES_MASK, triplet.clothes)))
+    record["clothes_mask"] = _png(mask * np.uint8(255))
+    for prefix, entry in (("reference", triplet.reference), ("target", triplet.target)):
+        record[f"{prefix}_parsing"] = _png(
+            _resize_labels(readers.read_parsing(find(layouts.PARSING, entry))))
+        record[f"{prefix}_keypoints"] = _keypoints(
+            find(layouts.KEYPOINTS, entry), find(layouts.PERSON, entry), notes)
+    return record, notes
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def decode_record(record: dict) -> dict:
+    """Encoded record -> raw example.
+
+    Returns:
+      dict with reference_image, target_image, clothes: (256, 192, 3) uint8;
+      clothes_mask: (256, 192) uint8 {0, 1}; reference_parsing, target_parsing: (256, 192)
+      uint8 label ids; reference_keypoints, target_keypoints: (18, 3) float32; paired: bool.
+    """
+    raw = {key: _decode(record[key]) for key in IMAGE_KEYS + PARSING_KEYS}
+    for key in IMAGE_KEYS:
+        if raw[key].ndim == 2 or raw[key].shape[-1] != 3:
+            raw[key] = np.asarray(Image.fromarray(raw[key]).convert("RGB"))
+    raw["clothes_mask"] = (_decode(record["clothes_mask"]) >= readers.MASK_THRESHOLD).astype(
+        np.uint8)
+    for key in KEYPOINT_KEYS:
+        raw[key] = np.asarray(record[key], np.float32)
+    raw["paired"] = bool(record["paired"])
+    return raw
+
+
+def flip_raw(raw: dict) -> dict:
+    """Mirrors a whole raw example left-right (images, masks, parsing labels, keypoints)."""
+    flipped = dict(raw)
+    for key in IMAGE_KEYS + ("clothes_mask",):
+        flipped[key] = rep.flip_image(raw[key])
+    for key in PARSING_KEYS:
+        flipped[key] = rep.flip_parsing(raw[key])
+    for key in KEYPOINT_KEYS:
+        flipped[key] = rep.flip_keypoints(raw[key], raw["reference_image"].shape[1])
+    return flipped
+
+
+def _to_signed(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def model_inputs(raw: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LABELS) -> dict:
+    """Raw example -> model inputs (see `MODEL_INPUT_CHANNELS`), each (H, W, C) float32.
+
+    Args:
+      raw: a decoded (optionally flipped) example.
+      clothes_labels: labels removed from the reference image (design note Q10).
+    """
+    reference = _to_signed(raw["reference_image"])
+    ref_parsing, target_parsing = raw["reference_parsing"], raw["target_parsing"]
+    hw = reference.shape[:2]
+    return {
+        "reference_image": reference,
+        "target_image": _to_signed(raw["target_image"]),
+        "clothes": _to_signed(raw["clothes"]),
+        "clothes_mask": raw["clothes_mask"].astype(np.float32)[..., None],
+        "target_pose": rep.pose_heatmaps(raw["target_keypoints"], hw),
+        "hair_mask": rep.label_mask(ref_parsing, constants.HAIR_LABELS),
+        "face_mask": rep.label_mask(ref_parsing, constants.FACE_LABELS),
+        "body_shape": rep.body_shape_mask(ref_parsing),
+        "target_body_shape": rep.body_shape_mask(target_parsing),
+        "reference_parsing": rep.one_hot_parsing(ref_parsing),
+        "target_parsing": rep.one_hot_parsing(target_parsing),
+        "reference_without_clothes": rep.remove_clothes(reference, ref_parsing, clothes_labels),
+    }

@@ -1,0 +1,119 @@
+"""Pair lists: MPV `all_poseA_poseB_clothes*.txt` / `data_pair.txt` and VITON `*_pairs.txt`.
+
+A pair list becomes `Triplet`s: the same person in the same clothes seen in a reference pose
+and a target pose, plus the clothes' product image. Paths stay as written in the list
+(e.g. `PID/name.jpg`); a `layouts.Layout` turns them into files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SPLITS = ("train", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """One training/test example. `paired`: the target image really wears `clothes`."""
+
+    reference: str
+    target: str
+    clothes: str
+    split: str
+    paired: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.reference}|{self.target}|{self.clothes}"
+
+    def reversed(self) -> Triplet:
+        return Triplet(self.target, self.reference, self.clothes, self.split, self.paired)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    path: str
+    line_number: int
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line_number}: {self.reason}: {self.text!r}"
+
+
+@dataclass
+class PairList:
+    triplets: list[Triplet] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+
+
+def _read_lines(path: str | os.PathLike) -> Iterable[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if line:
+                yield number, line
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_mpv_pairs(path: str | os.PathLike) -> PairList:
+    """Reads an MPV pair list: 4 whitespace-separated columns `poseA poseB clothes split`.
+
+    Tabs or spaces, a missing final newline and CRLF are all accepted. A line with another
+    column count, a split other than train/test, or a column that is not an image (e.g. the
+    JDAI `demo.txt`, whose 2nd column is a keypoint JSON) is recorded in `bad_lines`.
+    """
+    result = PairList()
+    for number, line in _read_lines(path):
+        columns = line.split()
+        reason = None
+        if len(columns) != 4:
+            reason = f"{len(columns)} columns, expected 4 (poseA poseB clothes train|test)"
+        elif columns[3] not in SPLITS:
+            reason = f"split {columns[3]!r} is not one of {SPLITS}"
+        elif not all(_is_image(c) for c in columns[:3]):
+            reason = "the first three columns must be image files (.jpg/.png)"
+        if reason:
+            result.bad_lines.append(BadLine(str(path), number, line, reason))
+        else:
+            result.triplets.append(Triplet(*columns))
+    return result
+
+
+def read_viton_pairs(path: str | os.PathLike, split: str) -> PairList:
+    """Reads a VITON/CP-VTON pair list: 2 columns `person.jpg clothes.jpg`.
+
+    VITON has one photo per person, so reference = target (pose-fixed try-on). A pair is
+    `paired` when the clothes belong to the person (`000003_0.jpg` with `000003_1.jpg`).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {SPLITS}")
+    result = PairList()
+    for number, line in _read_lines(path):
+        columns = line.split()
+        if len(columns) != 2 or not all(_is_image(c) for c in columns):
+            result.bad_lines.append(
+                BadLine(str(path), number, line, "expected 2 image columns: person clothes")
+            )
+            continue
+        person, clothes = columns
+        paired = person.rsplit("_", 1)[0] == clothes.rsplit("_", 1)[0]
+        result.triplets.append(Triplet(person, person, clothes, split, paired))
+    return result
+
+
+def with_both_directions(triplets: Iterable[Triplet]) -> list[Triplet]:
+    """Each triplet A->B followed by B->A (training uses both directions), without repeats."""
+    out, seen = [], set()
+    for triplet in triplets:
+        for candidate in (triplet, triplet.reversed()):
+            if candidate.key not in seen:
+                seen.add(candidate.key)
+                out.append(candidate)
+    return out

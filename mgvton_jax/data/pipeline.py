@@ -1,0 +1,91 @@
+"""Grain input pipeline: built data set -> shuffled, per-process batches of model inputs.
+
+Batches are dicts of NumPy float32 arrays (B, H, W, C) keyed as in
+`examples.MODEL_INPUT_CHANNELS`, B = global batch / process count. Shuffling and the flip
+augmentation are seeded per record index, so the stream is the same for any worker count and
+resumes exactly from `iterator.get_state()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mgvton_jax import constants
+from mgvton_jax.data import examples, tfds_builder
+
+
+class RecordToInputs(grain.transforms.RandomMap):
+    """Decodes a stored record, flips it with probability `flip_probability`, featurises it."""
+
+    def __init__(self, flip_probability: float, clothes_labels: Sequence[int]):
+        self.flip_probability = flip_probability
+        self.clothes_labels = tuple(clothes_labels)
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        raw = examples.decode_record(record)
+        if rng.random() < self.flip_probability:
+            raw = examples.flip_raw(raw)
+        return examples.model_inputs(raw, self.clothes_labels)
+
+
+def data_source(data_dir: str | os.PathLike, split: str):
+    """Random-access source of the stored records of `split` (train or test)."""
+    return tfds.data_source(tfds_builder.NAME, split=split, data_dir=str(data_dir))
+
+
+def make_dataset(
+    data_dir: str | os.PathLike,
+    split: str,
+    global_batch_size: int,
+    *,
+    seed: int = 0,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    flip_probability: float = 0.0,
+    clothes_labels: Sequence[int] = constants.CLOTHES_LABELS,
+    process_index: int = 0,
+    process_count: int = 1,
+    workers: int = 0,
+    drop_remainder: bool = True,
+) -> grain.IterDataset:
+    """The batched input stream of this process.
+
+    Args:
+      data_dir: where `python -m mgvton_jax.data.build` wrote the data set.
+      split: "train" or "test".
+      global_batch_size: batch over all processes; must divide by process_count.
+      seed: shuffle and augmentation seed.
+      shuffle: reshuffle every epoch (train) or keep the stored order (evaluation).
+      num_epochs: None repeats forever.
+      flip_probability: chance of mirroring a triplet left-right.
+      clothes_labels: parsing labels removed from the reference image.
+      process_index, process_count: this process's shard of every global batch
+        (`jax.process_index()`, `jax.process_count()`).
+      workers: grain worker processes (0 = decode in this process).
+      drop_remainder: drop a last, smaller batch (keep True for training: one compiled shape).
+    Returns:
+      A grain IterDataset of dicts of (global_batch_size / process_count, H, W, C) float32.
+    """
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} does not divide by the {process_count} "
+            "processes")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    dataset = grain.MapDataset.source(data_source(data_dir, split)).seed(seed)
+    if shuffle:
+        dataset = dataset.shuffle()
+    dataset = dataset.repeat(num_epochs)
+    dataset = dataset[process_index::process_count]
+    dataset = dataset.random_map(RecordToInputs(flip_probability, clothes_labels))
+    dataset = dataset.batch(global_batch_size // process_count, drop_remainder=drop_remainder)
+    iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+    if workers > 0:
+        iterable = iterable.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+    return iterable

@@ -1,0 +1,79 @@
+"""Pictures of batches: images, parsing in the LIP palette, pose discs, masks, as PNG grids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mgvton_jax import constants
+
+_PALETTE = np.asarray(constants.LIP_PALETTE, np.uint8)
+_TITLE_HEIGHT = 14
+
+
+def parsing_to_rgb(labels: np.ndarray) -> np.ndarray:
+    """(H, W) label ids -> (H, W, 3) uint8 in the LIP palette."""
+    return _PALETTE[np.asarray(labels, np.int64)]
+
+
+def pose_to_rgb(heatmaps: np.ndarray) -> np.ndarray:
+    """(H, W, 18) pose discs -> (H, W, 3) uint8, one hue per joint on black."""
+    hues = np.linspace(0.0, 1.0, heatmaps.shape[-1], endpoint=False)
+    colours = np.stack([np.abs(((hues * 6 + k) % 6) - 3) - 1 for k in (0, 4, 2)], -1)
+    colours = np.clip(colours, 0, 1)  # hue -> RGB
+    rgb = np.einsum("hwj,jc->hwc", np.clip(heatmaps, 0, 1), colours)
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def to_rgb(array: np.ndarray) -> np.ndarray:
+    """Any model input or output (H, W, C) -> (H, W, 3) uint8, chosen by channel count.
+
+    3: image in [-1, 1]; 1: mask in [0, 1]; 18: pose heatmaps; 20: parsing (one-hot,
+    probabilities or logits: argmax).
+    """
+    array = np.asarray(array, np.float32)
+    channels = array.shape[-1]
+    if channels == 3:
+        return ((np.clip(array, -1, 1) + 1) * 127.5).round().astype(np.uint8)
+    if channels == 1:
+        return np.repeat((np.clip(array, 0, 1) * 255).round().astype(np.uint8), 3, axis=-1)
+    if channels == constants.NUM_KEYPOINTS:
+        return pose_to_rgb(array)
+    if channels == constants.NUM_LABELS:
+        return parsing_to_rgb(array.argmax(-1))
+    raise ValueError(f"cannot picture an array with {channels} channels")
+
+
+def batch_grid(batch: Mapping[str, np.ndarray], keys: Sequence[str],
+               max_rows: int = 8) -> np.ndarray:
+    """One row per example, one titled column per key.
+
+    Args:
+      batch: dict of (B, H, W, C) arrays (any channel count `to_rgb` knows).
+      keys: which entries to show, in column order.
+      max_rows: show at most this many examples.
+    Returns:
+      (rows * H + title, len(keys) * W, 3) uint8.
+    """
+    rows = min(max_rows, len(batch[keys[0]]))
+    height, width = batch[keys[0]].shape[1:3]
+    grid = np.full((_TITLE_HEIGHT + rows * height, len(keys) * width, 3), 255, np.uint8)
+    for col, key in enumerate(keys):
+        for row in range(rows):
+            tile = to_rgb(batch[key][row])
+            grid[_TITLE_HEIGHT + row * height:_TITLE_HEIGHT + (row + 1) * height,
+                 col * width:(col + 1) * width] = tile
+    picture = Image.fromarray(grid)
+    draw = ImageDraw.Draw(picture)
+    for col, key in enumerate(keys):
+        draw.text((col * width + 2, 1), key[: width // 6], fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def save_png(path: str | os.PathLike, picture: np.ndarray) -> None:
+    """Writes a (H, W, 3) uint8 picture, creating the directory if needed."""
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    Image.fromarray(picture).save(path)
