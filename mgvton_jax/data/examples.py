@@ -143,6 +143,26 @@ def flip_raw(raw: dict) -> dict:
     return flipped
 
 
+def resize_raw(raw: dict, image_hw: tuple[int, int]) -> dict:
+    """A raw example at another size (e.g. 64x48 for tiny configs).
+
+    Photos are resized bilinearly (antialiased), labels and masks by nearest neighbour,
+    keypoints mapped centre to centre.
+    """
+    source_hw = raw["reference_image"].shape[:2]
+    if tuple(image_hw) == tuple(source_hw):
+        return raw
+    size = (image_hw[1], image_hw[0])
+    resized = dict(raw)
+    for key in IMAGE_KEYS:
+        resized[key] = np.asarray(Image.fromarray(raw[key]).resize(size, Image.BILINEAR))
+    for key in PARSING_KEYS + ("clothes_mask",):
+        resized[key] = np.asarray(Image.fromarray(raw[key]).resize(size, Image.NEAREST))
+    for key in KEYPOINT_KEYS:
+        resized[key] = rep.scale_keypoints(raw[key], source_hw, image_hw)
+    return resized
+
+
 def _to_signed(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / 127.5 - 1.0
 

@@ -20,14 +20,16 @@ from mgvton_jax.data import examples, tfds_builder
 
 
 class RecordToInputs(grain.transforms.RandomMap):
-    """Decodes a stored record, flips it with probability `flip_probability`, featurises it."""
+    """Decodes a stored record, resizes it, flips it with some probability, featurises it."""
 
-    def __init__(self, flip_probability: float, clothes_labels: Sequence[int]):
+    def __init__(self, flip_probability: float, clothes_labels: Sequence[int],
+                 image_size: tuple[int, int]):
         self.flip_probability = flip_probability
         self.clothes_labels = tuple(clothes_labels)
+        self.image_size = tuple(image_size)
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        raw = examples.decode_record(record)
+        raw = examples.resize_raw(examples.decode_record(record), self.image_size)
         if rng.random() < self.flip_probability:
             raw = examples.flip_raw(raw)
         return examples.model_inputs(raw, self.clothes_labels)
@@ -48,6 +50,7 @@ def make_dataset(
     num_epochs: int | None = None,
     flip_probability: float = 0.0,
     clothes_labels: Sequence[int] = constants.CLOTHES_LABELS,
+    image_size: tuple[int, int] = constants.IMAGE_SIZE,
     process_index: int = 0,
     process_count: int = 1,
     workers: int = 0,
@@ -64,6 +67,7 @@ def make_dataset(
       num_epochs: None repeats forever.
       flip_probability: chance of mirroring a triplet left-right.
       clothes_labels: parsing labels removed from the reference image.
+      image_size: (H, W) of the model inputs; the stored 256x192 examples are resized.
       process_index, process_count: this process's shard of every global batch
         (`jax.process_index()`, `jax.process_count()`).
       workers: grain worker processes (0 = decode in this process).
@@ -82,7 +86,7 @@ def make_dataset(
         dataset = dataset.shuffle()
     dataset = dataset.repeat(num_epochs)
     dataset = dataset[process_index::process_count]
-    dataset = dataset.random_map(RecordToInputs(flip_probability, clothes_labels))
+    dataset = dataset.random_map(RecordToInputs(flip_probability, clothes_labels, image_size))
     dataset = dataset.batch(global_batch_size // process_count, drop_remainder=drop_remainder)
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if workers > 0:

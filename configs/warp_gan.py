@@ -1,0 +1,22 @@
+"""Warp-GAN: coarse image from warped clothes, clothes-free reference, pose and parsing.
+
+Loss (design note Q1): adversarial 1, perceptual 10, feature matching 10 (first three D
+layers), L1 1, plus L1 of the parsing matcher's warped reference parsing to the target parsing.
+
+    python -m mgvton_jax.train --config configs/warp_gan.py[:tiny] --workdir W
+"""
+
+from mgvton_jax.config_lib import base_config
+
+
+def get_config(variant: str = "full"):
+    c = base_config("warp_gan", variant)
+    c.train.epochs = 15 if variant == "full" else 1
+    c.train.num_steps = 0 if variant == "full" else 150
+    c.loss.adversarial = 1.0
+    c.loss.perceptual = 10.0
+    c.loss.feature_matching = 10.0
+    c.loss.feature_matching_layers = 3
+    c.loss.l1 = 1.0
+    c.loss.parsing_match = 1.0
+    return c

@@ -1,0 +1,83 @@
+"""Configuration shared by every stage; the stage files in `configs/` build on `base_config`.
+
+A config is an `ml_collections.ConfigDict`:
+- stage, variant ("full": paper sizes; "tiny": 64x48, narrow widths, for CPU), image_size, seed;
+- data: data_dir ("" = the synthetic MPV set, written and built under the workdir),
+  synthetic_people, flip_probability, workers, clothes_labels;
+- model: network sizes (`mgvton_jax.models.presets`);
+- train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2, gan_loss,
+  log_every, sample_every, checkpoint_every, keep_checkpoints;
+- loss: the stage's loss weights;
+- perceptual: VGG19 weights file (`python -m mgvton_jax.tools.convert_vgg19`), or random
+  weights where `allow_random` (tiny only: a stand-in that keeps the pipeline runnable);
+- frozen: where earlier stages' runs live ("" = the same workdir).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+from mgvton_jax import constants
+from mgvton_jax.models.presets import VARIANTS, model_config
+
+STAGES = ("parsing", "gmm", "warp_gan", "refine")
+TINY_IMAGE_SIZE = (64, 48)
+
+
+def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
+    """Defaults common to all stages, for `variant` in ("full", "tiny")."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {STAGES}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    full = variant == "full"
+    c = ml_collections.ConfigDict()
+    c.stage = stage
+    c.variant = variant
+    c.image_size = constants.IMAGE_SIZE if full else TINY_IMAGE_SIZE
+    c.seed = 0
+    c.data = ml_collections.ConfigDict(dict(
+        data_dir="",
+        synthetic_people=200 if full else 48,
+        flip_probability=0.5,
+        workers=0,
+        clothes_labels=constants.CLOTHES_LABELS,
+    ))
+    c.model = model_config(variant)
+    c.train = ml_collections.ConfigDict(dict(
+        batch_size=40 if full else 4,
+        epochs=1,
+        num_steps=0,
+        lr=2e-4,
+        b1=0.5,
+        b2=0.999,
+        gan_loss="vanilla",
+        log_every=50 if full else 10,
+        sample_every=1000 if full else 50,
+        checkpoint_every=1000 if full else 50,
+        keep_checkpoints=3,
+    ))
+    c.loss = ml_collections.ConfigDict()
+    c.perceptual = ml_collections.ConfigDict(dict(
+        weights_path="",
+        allow_random=not full,
+        random_width_divisor=8,
+        imagenet_normalize=True,
+    ))
+    c.frozen = ml_collections.ConfigDict(dict(workdir=""))
+    return c
+
+
+def load_config_file(path: str | os.PathLike, variant: str | None = None
+                     ) -> ml_collections.ConfigDict:
+    """Calls get_config(variant) of a config file given by path (as --config does)."""
+    spec = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)[:-3]}",
+                                                  path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{path}: cannot load config file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()

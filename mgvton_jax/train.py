@@ -1,0 +1,57 @@
+"""Trains MG-VTON stages.
+
+    python -m mgvton_jax.train --config configs/STAGE.py[:tiny] --workdir W [--config.x=y]
+    python -m mgvton_jax.train --config configs/pipeline.py:tiny --workdir W   # all four
+
+STAGE is parsing, gmm, warp_gan or refine; W/STAGE holds that stage's checkpoints,
+config.json, metrics.jsonl and samples/. Rerunning a command resumes it. Multi-host: call
+with --coordinator_address/--num_processes/--process_id, or under SLURM / on a TPU pod where
+JAX finds them itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mgvton_jax.config_lib import STAGES
+from mgvton_jax.training import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file: configs/STAGE.py[:variant].", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+_CLUSTER_VARIABLES = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
+
+
+def initialize_distributed() -> None:
+    """Joins a multi-process run when one is configured; single-process otherwise."""
+    if _COORDINATOR.value:
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    elif any(v in os.environ for v in _CLUSTER_VARIABLES):
+        jax.distributed.initialize()
+    logging.info("process %d of %d, %d local devices of %d", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    initialize_distributed()
+    config = _CONFIG.value
+    if "stages" in config:
+        for stage in STAGES:
+            loop.train_stage(config.stages[stage], _WORKDIR.value)
+    else:
+        loop.train_stage(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,52 @@
+"""Orbax checkpoints of one stage: train state, input-pipeline position and metadata.
+
+On disk: STAGE_DIR/checkpoints/<step>/{state,data,meta}. Orbax finalises a step atomically,
+so a crash (even kill -9) mid-save leaves the previous complete step as the latest one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+
+
+class StageCheckpoints:
+    """Saves and restores the checkpoints in `directory`, keeping the last `keep`."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+        self.directory = os.fspath(directory)
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(self.directory),
+            item_names=("state", "data", "meta"),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 enable_async_checkpointing=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, data_iterator: Any, meta: dict) -> None:
+        """Starts an asynchronous save of (state pytree, grain iterator position, JSON meta)."""
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=grain.checkpoint.CheckpointSave(data_iterator),
+            meta=ocp.args.JsonSave(meta)), force=True)
+
+    def restore(self, step: int, target_state: Any, data_iterator: Any | None = None
+                ) -> tuple[Any, dict]:
+        """(state shaped and sharded like target_state, meta); advances data_iterator."""
+        items = dict(state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore())
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored.state, restored.meta
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

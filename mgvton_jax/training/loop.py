@@ -1,0 +1,316 @@
+"""Trains one stage: data, networks, a jitted data-parallel step, checkpoints, logs, samples.
+
+Data parallelism is `jax.jit` over a 1-D device mesh ("data"): the train state is replicated,
+the batch is split over devices, and XLA inserts the gradient all-reduces (the modern form of
+pmap data parallelism). BatchNorm statistics are therefore over the global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mgvton_jax import visualize
+from mgvton_jax.data import build, pipeline, synth
+from mgvton_jax.data.readers import DataError
+from mgvton_jax.models import vgg
+from mgvton_jax.training.checkpoint import StageCheckpoints
+from mgvton_jax.training.stages import STAGES, Stage
+
+
+class StageMissingError(RuntimeError):
+    """An earlier stage this one needs has no checkpoint."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+def stage_dir(workdir: str | Path, stage: str) -> Path:
+    return Path(workdir) / stage
+
+
+def ensure_dataset(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
+    """The built data set: config.data.data_dir, or the synthetic MPV set (made on first use).
+
+    Raises:
+      DataError: data_dir is given but holds no built data set.
+    """
+    if config.data.data_dir:
+        data_dir = Path(config.data.data_dir)
+        if not (data_dir / "mpv_triplets").is_dir():
+            raise DataError(
+                f"{data_dir}: no built data set; build it with python -m mgvton_jax.data.build "
+                f"--mpv-dir YOUR_MPV_DIR --data-dir {data_dir}")
+        return data_dir
+    if jax.process_count() > 1:
+        raise DataError("multi-process runs need a built data set: set --config.data.data_dir")
+    root = Path(workdir) / "data"
+    raw = root / f"synthetic_mpv_{config.data.synthetic_people}"
+    done = raw / ".complete"
+    if not done.exists():
+        print(f"writing {config.data.synthetic_people} synthetic people to {raw}", flush=True)
+        synth.write_synthetic_mpv(raw, config.data.synthetic_people, seed=config.seed,
+                                  progress=True)
+        done.touch()
+    data_dir = root / f"tfds_{config.data.synthetic_people}"
+    if not (data_dir / "mpv_triplets").is_dir():
+        build.build_dataset(raw, data_dir)
+    return data_dir
+
+
+def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """The trained inference networks of the earlier stages this stage needs.
+
+    Each earlier stage is rebuilt from the config.json of its run and restored from its latest
+    checkpoint in `config.frozen.workdir` (default: this workdir).
+    """
+    frozen = {}
+    root = Path(config.frozen.workdir or workdir)
+    for name in STAGES[config.stage].requires(config):
+        directory = stage_dir(root, name)
+        config_file = directory / "config.json"
+        checkpoints = StageCheckpoints(directory / "checkpoints") if config_file.exists() \
+            else None
+        step = checkpoints.latest_step() if checkpoints else None
+        if step is None:
+            raise StageMissingError(
+                f"stage {config.stage!r} needs a trained {name!r} stage, but {directory} has no "
+                f"checkpoint. Train it first: python -m mgvton_jax.train --config "
+                f"configs/{name}.py:{config.variant} --workdir {root}")
+        earlier_config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+        modules, optimizers = _build(STAGES[name], earlier_config)
+        state = nnx.state((modules, optimizers))
+        restored, meta = checkpoints.restore(step, nnx.to_pure_dict(state))
+        checkpoints.close()
+        nnx.replace_by_pure_dict(state, restored)
+        nnx.update((modules, optimizers), state)
+        if meta["step"] < meta["total_steps"]:
+            logging.warning("%s: using step %d of %d (stage not finished)", name, meta["step"],
+                            meta["total_steps"])
+        frozen[name] = modules[STAGES[name].inference_module]
+    return frozen
+
+
+def _build(stage: Stage, config: ml_collections.ConfigDict):
+    modules = stage.build(config, nnx.Rngs(config.seed))
+    tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2)
+    optimizers = {name: nnx.Optimizer(module, tx, wrt=nnx.Param)
+                  for name, module in modules.items()}
+    return modules, optimizers
+
+
+def _vgg_params(config: ml_collections.ConfigDict):
+    if config.perceptual.weights_path:
+        return vgg.load_vgg19_params(config.perceptual.weights_path)
+    if not config.perceptual.allow_random:
+        raise FileNotFoundError(
+            "the perceptual loss needs VGG19 weights: set --config.perceptual.weights_path. "
+            + vgg.conversion_instructions("vgg19.npz"))
+    logging.warning("perceptual loss with RANDOM VGG19 weights (tiny/testing configs only)")
+    return vgg.random_vgg19_params(jax.random.key(config.seed),
+                                   config.perceptual.random_width_divisor)
+
+
+class _Preemption:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        logging.warning("signal %d: saving a checkpoint and stopping", signum)
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_finite(metrics: dict, step: int, checkpoints: StageCheckpoints) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step}: {bad}; stopped without saving. The last good "
+            f"checkpoint is step {checkpoints.latest_step()} in {checkpoints.directory}")
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
+    if config.train.num_steps > 0:
+        return config.train.num_steps
+    return config.train.epochs * max(1, num_examples // config.train.batch_size)
+
+
+def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains config.stage in workdir/STAGE, resuming from its latest checkpoint.
+
+    Returns:
+      The last logged metrics (floats) plus "step".
+    """
+    stage = STAGES[config.stage]
+    out_dir = stage_dir(workdir, stage.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        (out_dir / "config.json").write_text(config.to_json_best_effort(indent=1))
+
+    devices = jax.device_count()
+    if config.train.batch_size % devices:
+        raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
+                         f"{devices} devices; choose a multiple of {devices}")
+    mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+    data_dir = ensure_dataset(config, workdir)
+    num_examples = len(pipeline.data_source(data_dir, "train"))
+    steps = total_steps(config, num_examples)
+    frozen = load_frozen(config, workdir)
+    modules, optimizers = _build(stage, config)
+    graphdef, state = nnx.split((modules, optimizers))
+    frozen_graphdef, frozen_state = nnx.split(frozen)
+    vgg_params = _vgg_params(config) if stage.uses_vgg else {}
+
+    def make_batches(shuffle, flip, epochs):
+        return pipeline.make_dataset(
+            data_dir, "train", config.train.batch_size, seed=config.seed, shuffle=shuffle,
+            num_epochs=epochs, flip_probability=flip,
+            clothes_labels=tuple(config.data.clothes_labels),
+            image_size=tuple(config.image_size), process_index=jax.process_index(),
+            process_count=jax.process_count(), workers=config.data.workers)
+
+    def to_device(batch):
+        return {k: jax.make_array_from_process_local_data(data_sharding, v)
+                for k, v in batch.items()}
+
+    def train_step(state, frozen_state, vgg_params, batch):
+        modules, optimizers = nnx.merge(graphdef, state)
+        frozen = nnx.merge(frozen_graphdef, frozen_state)
+        metrics = stage.step(modules, optimizers, frozen, batch, config, vgg_params)
+        return nnx.state((modules, optimizers)), metrics
+
+    def sample_fn(state, frozen_state, batch):
+        modules, _ = nnx.merge(graphdef, state)
+        return stage.samples(modules, nnx.merge(frozen_graphdef, frozen_state), batch, config)
+
+    step_fn = jax.jit(train_step, in_shardings=(replicated, replicated, replicated,
+                                                data_sharding),
+                      out_shardings=(replicated, replicated), donate_argnums=0)
+    samples_fn = jax.jit(sample_fn)
+
+    sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1))
+    sample_batch = to_device(next(sample_iterator))
+    sample_iterator.close()
+    iterator = iter(make_batches(shuffle=True, flip=config.data.flip_probability, epochs=None))
+    checkpoints = StageCheckpoints(out_dir / "checkpoints", config.train.keep_checkpoints)
+    step = checkpoints.latest_step() or 0
+    if step:
+        restored, _ = checkpoints.restore(step, nnx.to_pure_dict(state), iterator)
+        nnx.replace_by_pure_dict(state, restored)
+        print(f"[{stage.name}] resumed from step {step}", flush=True)
+    state = jax.device_put(state, replicated)
+    frozen_state = jax.device_put(frozen_state, replicated)
+    vgg_params = jax.device_put(vgg_params, replicated)
+
+    def save(step, state):
+        meta = {"step": step, "total_steps": steps, "stage": stage.name}
+        checkpoints.save(step, nnx.to_pure_dict(state), iterator, meta)
+
+    def write_samples(step, state):
+        if is_main:
+            pictures = jax.device_get(samples_fn(state, frozen_state, sample_batch))
+            path = out_dir / "samples" / f"step_{step:07d}.png"
+            visualize.save_png(path, visualize.batch_grid(pictures, list(pictures)))
+
+    logged: dict = {"step": step}
+    window: list[dict] = []
+    pending = None  # (step, device metrics) of the previous step, checked one step late
+    window_start, started = time.perf_counter(), step
+    metrics_file = (out_dir / "metrics.jsonl").open("a") if is_main else None
+    print(f"[{stage.name}] {steps} steps of {config.train.batch_size} images "
+          f"({num_examples} training triplets, {devices} devices), from step {step}",
+          flush=True)
+    try:
+        with _Preemption() as preemption:
+            while step < steps:
+                batch = to_device(next(iterator))
+                compile_start = time.perf_counter()
+                state, metrics = step_fn(state, frozen_state, vgg_params, batch)
+                step += 1
+                if step == started + 1:
+                    jax.block_until_ready(metrics)
+                    print(f"[{stage.name}] first step (compile + run) "
+                          f"{time.perf_counter() - compile_start:.1f} s", flush=True)
+                    window_start = time.perf_counter()
+                if pending is not None:
+                    values = {k: float(v) for k, v in jax.device_get(pending[1]).items()}
+                    _check_finite(values, pending[0], checkpoints)
+                    window.append(values)
+                pending = (step, metrics)
+                last = step == steps
+                due = step % config.train.log_every == 0 or last
+                save_due = step % config.train.checkpoint_every == 0 or last or \
+                    preemption.requested
+                if due or save_due:
+                    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    _check_finite(values, step, checkpoints)
+                    window.append(values)
+                    pending = None
+                if due:
+                    elapsed = time.perf_counter() - window_start
+                    done_in_window = max(1, step - started - 1)
+                    rate = done_in_window * config.train.batch_size / max(elapsed, 1e-9)
+                    eta = (steps - step) * elapsed / done_in_window
+                    means = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
+                    epoch = step * config.train.batch_size / num_examples
+                    logged = {"step": step, "epoch": epoch, **means, "images_per_s": rate}
+                    print(f"[{stage.name}] step {step}/{steps} epoch {epoch:.2f} "
+                          + " ".join(f"{k} {v:.4f}" for k, v in means.items())
+                          + f" | {rate:.1f} img/s | ETA {_format_seconds(eta)}", flush=True)
+                    if metrics_file:
+                        metrics_file.write(json.dumps(logged) + "\n")
+                        metrics_file.flush()
+                    window = []
+                if save_due:
+                    save(step, state)
+                if step % config.train.sample_every == 0 or last:
+                    write_samples(step, state)
+                if preemption.requested:
+                    checkpoints.wait()
+                    print(f"[{stage.name}] stopped at step {step} by a signal; rerun the same "
+                          "command to resume", flush=True)
+                    raise SystemExit(143)
+    finally:
+        iterator.close()
+        checkpoints.close()
+        if metrics_file:
+            metrics_file.close()
+    print(f"[{stage.name}] done: {steps} steps; checkpoints in {out_dir / 'checkpoints'}, "
+          f"samples in {out_dir / 'samples'}", flush=True)
+    return logged
