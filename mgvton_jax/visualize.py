@@ -48,22 +48,26 @@ def to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def batch_grid(batch: Mapping[str, np.ndarray], keys: Sequence[str],
-               max_rows: int = 8) -> np.ndarray:
+               max_rows: int = 8, min_tile_height: int = 192) -> np.ndarray:
     """One row per example, one titled column per key.
 
     Args:
       batch: dict of (B, H, W, C) arrays (any channel count `to_rgb` knows).
       keys: which entries to show, in column order.
       max_rows: show at most this many examples.
+      min_tile_height: small images are enlarged (nearest neighbour, integer factor) so a
+        person can see them.
     Returns:
-      (rows * H + title, len(keys) * W, 3) uint8.
+      (rows * h + title, len(keys) * w, 3) uint8, (h, w) the enlarged tile size.
     """
     rows = min(max_rows, len(batch[keys[0]]))
     height, width = batch[keys[0]].shape[1:3]
+    zoom = max(1, min_tile_height // height)
+    height, width = height * zoom, width * zoom
     grid = np.full((_TITLE_HEIGHT + rows * height, len(keys) * width, 3), 255, np.uint8)
     for col, key in enumerate(keys):
         for row in range(rows):
-            tile = to_rgb(batch[key][row])
+            tile = to_rgb(batch[key][row]).repeat(zoom, axis=0).repeat(zoom, axis=1)
             grid[_TITLE_HEIGHT + row * height:_TITLE_HEIGHT + (row + 1) * height,
                  col * width:(col + 1) * width] = tile
     picture = Image.fromarray(grid)

@@ -245,6 +245,11 @@ def test_cloth_mask_covers_the_non_white_product(dataset: tuple[Path, dict]) -> 
         assert ((mask < 30) | (mask > 225)).mean() > 0.97  # binary up to JPEG noise
         corners = np.asarray(product)[[0, 0, -1, -1], [0, -1, 0, -1]]
         assert (corners >= 250).all()  # pure white background
+        # T-shirt outline: the sleeves stick out. The body alone is at most 1.37x wider at the
+        # shoulders than at the hem; short or long sleeves make some row >= 1.5x the hem.
+        rows = np.flatnonzero(foreground.any(axis=1))
+        spans = [np.ptp(np.flatnonzero(foreground[row])) + 1 for row in rows]
+        assert max(spans) > 1.45 * spans[-4]
 
 
 def test_person_background_is_light_grey(dataset: tuple[Path, dict]) -> None:

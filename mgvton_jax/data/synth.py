@@ -38,8 +38,9 @@ from mgvton_jax.constants import IMAGE_SIZE, KEYPOINTS, LIP_LABELS, LIP_PALETTE
 
 _HEIGHT, _WIDTH = IMAGE_SIZE
 _LABEL = {name: index for index, name in enumerate(LIP_LABELS)}
-_SIDES = {"r": 1.0, "l": -1.0}  # x sign in the picture: a front view shows the person's left
-_SIDE_NAMES = {"r": "right", "l": "left"}  # at the image right
+# Image x direction of each body side: a front view shows the person's left at the image right.
+_SIDES = {"r": -1.0, "l": 1.0}
+_SIDE_NAMES = {"r": "right", "l": "left"}
 _PERSON_VIEW = "person_whole_front"
 _CLOTH_VIEW = "cloth_front"
 _PAIR_LIST = "all_poseA_poseB_clothes.txt"
@@ -309,9 +310,9 @@ def _sample_garment(rng: np.random.Generator) -> _Garment:
     hue = rng.uniform()
     ground = _hsv(hue, rng.uniform(0.35, 0.95), rng.uniform(0.3, 0.85))
     figure = ground
+    # Saturation >= 0.3 and value <= 0.88 keep every garment colour's luma <= 217, clearly off
+    # the white product background (the mask is the non-white area).
     while pattern != "solid" and np.linalg.norm(figure - ground) < 90.0:
-        # Saturation >= 0.3 and value <= 0.88 keep every garment colour's luma <= 216, clearly
-        # off the white product background (the mask is the non-white area).
         figure = _hsv(hue + rng.uniform(0.25, 0.75), rng.uniform(0.3, 0.9), rng.uniform(0.35, 0.88))
     long_sleeves = rng.uniform() < _LONG_SLEEVE_RATE
 

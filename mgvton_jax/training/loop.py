@@ -7,10 +7,12 @@ pmap data parallelism). BatchNorm statistics are therefore over the global batch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -168,6 +170,73 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
     return config.train.epochs * max(1, num_examples // config.train.batch_size)
 
 
+@dataclasses.dataclass
+class CompiledStage:
+    """A stage's replicated state and its jitted functions.
+
+    step(state, batch) -> (state, metrics): one optimisation step; the state is donated.
+    samples(state, batch) -> dict of sample pictures (inference mode).
+    to_device(host_batch) -> this process's batch as a global array sharded over "data".
+    """
+
+    stage: Stage
+    state: nnx.State
+    step: Callable
+    samples: Callable
+    to_device: Callable
+
+
+def compile_stage(config: ml_collections.ConfigDict, frozen: dict) -> CompiledStage:
+    """Builds the stage's networks and optimisers and jits its step over all devices.
+
+    Args:
+      config: the stage config.
+      frozen: earlier stages' inference networks (`load_frozen`), used in inference mode.
+    Raises:
+      ValueError: the global batch does not divide by the device count.
+    """
+    stage = STAGES[config.stage]
+    devices = jax.device_count()
+    if config.train.batch_size % devices:
+        raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
+                         f"{devices} devices; choose a multiple of {devices}")
+    mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    modules, optimizers = _build(stage, config)
+    graphdef, state = nnx.split((modules, optimizers))
+    frozen_graphdef, frozen_state = nnx.split(frozen)
+    constants = jax.device_put(
+        (frozen_state, _vgg_params(config) if stage.uses_vgg else {}), replicated)
+
+    def train_step(state, constants, batch):
+        modules, optimizers = nnx.merge(graphdef, state)
+        frozen_state, vgg_params = constants
+        frozen = nnx.merge(frozen_graphdef, frozen_state)
+        metrics = stage.step(modules, optimizers, frozen, batch, config, vgg_params)
+        return nnx.state((modules, optimizers)), metrics
+
+    def sample_fn(state, constants, batch):
+        modules, _ = nnx.merge(graphdef, state)
+        frozen = nnx.merge(frozen_graphdef, constants[0])
+        return stage.samples(modules, frozen, batch, config)
+
+    step_fn = jax.jit(train_step, in_shardings=(replicated, replicated, data_sharding),
+                      out_shardings=(replicated, replicated), donate_argnums=0)
+    samples_fn = jax.jit(sample_fn)
+
+    def to_device(batch):
+        return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
+                for k, v in batch.items()}
+
+    return CompiledStage(
+        stage=stage,
+        state=jax.device_put(state, replicated),
+        step=lambda state, batch: step_fn(state, constants, batch),
+        samples=lambda state, batch: samples_fn(state, constants, batch),
+        to_device=to_device,
+    )
+
+
 def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains config.stage in workdir/STAGE, resuming from its latest checkpoint.
 
@@ -182,20 +251,11 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         (out_dir / "config.json").write_text(config.to_json_best_effort(indent=1))
 
     devices = jax.device_count()
-    if config.train.batch_size % devices:
-        raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
-                         f"{devices} devices; choose a multiple of {devices}")
-    mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
-    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-
     data_dir = ensure_dataset(config, workdir)
     num_examples = len(pipeline.data_source(data_dir, "train"))
     steps = total_steps(config, num_examples)
-    frozen = load_frozen(config, workdir)
-    modules, optimizers = _build(stage, config)
-    graphdef, state = nnx.split((modules, optimizers))
-    frozen_graphdef, frozen_state = nnx.split(frozen)
-    vgg_params = _vgg_params(config) if stage.uses_vgg else {}
+    compiled = compile_stage(config, load_frozen(config, workdir))
+    state = compiled.state
 
     def make_batches(shuffle, flip, epochs):
         return pipeline.make_dataset(
@@ -205,25 +265,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             image_size=tuple(config.image_size), process_index=jax.process_index(),
             process_count=jax.process_count(), workers=config.data.workers)
 
-    def to_device(batch):
-        return {k: jax.make_array_from_process_local_data(data_sharding, v)
-                for k, v in batch.items()}
-
-    def train_step(state, frozen_state, vgg_params, batch):
-        modules, optimizers = nnx.merge(graphdef, state)
-        frozen = nnx.merge(frozen_graphdef, frozen_state)
-        metrics = stage.step(modules, optimizers, frozen, batch, config, vgg_params)
-        return nnx.state((modules, optimizers)), metrics
-
-    def sample_fn(state, frozen_state, batch):
-        modules, _ = nnx.merge(graphdef, state)
-        return stage.samples(modules, nnx.merge(frozen_graphdef, frozen_state), batch, config)
-
-    step_fn = jax.jit(train_step, in_shardings=(replicated, replicated, replicated,
-                                                data_sharding),
-                      out_shardings=(replicated, replicated), donate_argnums=0)
-    samples_fn = jax.jit(sample_fn)
-
+    to_device = compiled.to_device
     sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1))
     sample_batch = to_device(next(sample_iterator))
     sample_iterator.close()
@@ -234,9 +276,6 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         restored, _ = checkpoints.restore(step, nnx.to_pure_dict(state), iterator)
         nnx.replace_by_pure_dict(state, restored)
         print(f"[{stage.name}] resumed from step {step}", flush=True)
-    state = jax.device_put(state, replicated)
-    frozen_state = jax.device_put(frozen_state, replicated)
-    vgg_params = jax.device_put(vgg_params, replicated)
 
     def save(step, state):
         meta = {"step": step, "total_steps": steps, "stage": stage.name}
@@ -244,9 +283,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
     def write_samples(step, state):
         if is_main:
-            pictures = jax.device_get(samples_fn(state, frozen_state, sample_batch))
+            pictures = jax.device_get(compiled.samples(state, sample_batch))
             path = out_dir / "samples" / f"step_{step:07d}.png"
-            visualize.save_png(path, visualize.batch_grid(pictures, list(pictures)))
+            visualize.save_png(path, visualize.batch_grid(pictures, stage.sample_columns))
 
     logged: dict = {"step": step}
     window: list[dict] = []
@@ -261,7 +300,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             while step < steps:
                 batch = to_device(next(iterator))
                 compile_start = time.perf_counter()
-                state, metrics = step_fn(state, frozen_state, vgg_params, batch)
+                state, metrics = compiled.step(state, batch)
                 step += 1
                 if step == started + 1:
                     jax.block_until_ready(metrics)

@@ -36,6 +36,7 @@ class Stage:
     step: Callable[..., dict[str, jax.Array]]
     samples: Callable[..., dict[str, jax.Array]]
     inference_module: str  # the network later stages load
+    sample_columns: tuple[str, ...]  # the keys of `samples`, in picture order
     uses_vgg: bool = False
 
 
@@ -243,11 +244,22 @@ def _refine_samples(modules, frozen, batch, config):
 
 
 STAGES: dict[str, Stage] = {
-    "parsing": Stage("parsing", lambda c: (), _build_parsing, _parsing_step, _parsing_samples,
-                     "generator"),
-    "gmm": Stage("gmm", _gmm_requires, _build_gmm, _gmm_step, _gmm_samples, "gmm"),
-    "warp_gan": Stage("warp_gan", lambda c: ("parsing", "gmm"), _build_warp_gan,
-                      _warp_gan_step, _warp_gan_samples, "generator", uses_vgg=True),
-    "refine": Stage("refine", lambda c: ("parsing", "gmm", "warp_gan"), _build_refine,
-                    _refine_step, _refine_samples, "render", uses_vgg=True),
+    "parsing": Stage(
+        "parsing", lambda c: (), _build_parsing, _parsing_step, _parsing_samples, "generator",
+        ("reference_image", "clothes", "target_pose", "parsing", "target_parsing",
+         "target_image")),
+    "gmm": Stage(
+        "gmm", _gmm_requires, _build_gmm, _gmm_step, _gmm_samples, "gmm",
+        ("clothes", "body_shape", "clothes_region", "warped_mask", "warped_clothes",
+         "target_image")),
+    "warp_gan": Stage(
+        "warp_gan", lambda c: ("parsing", "gmm"), _build_warp_gan, _warp_gan_step,
+        _warp_gan_samples, "generator",
+        ("reference_image", "clothes", "target_pose", "parsing", "warped_clothes", "coarse",
+         "target_image"), uses_vgg=True),
+    "refine": Stage(
+        "refine", lambda c: ("parsing", "gmm", "warp_gan"), _build_refine, _refine_step,
+        _refine_samples, "render",
+        ("reference_image", "clothes", "target_pose", "parsing", "warped_clothes", "coarse",
+         "mask", "refined", "target_image"), uses_vgg=True),
 }
