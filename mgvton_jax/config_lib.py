@@ -5,8 +5,8 @@ A config is an `ml_collections.ConfigDict`:
 - data: data_dir ("" = the synthetic MPV set, written and built under the workdir),
   synthetic_people, flip_probability, workers, clothes_labels;
 - model: network sizes (`mgvton_jax.models.presets`);
-- train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2, gan_loss,
-  log_every, sample_every, checkpoint_every, keep_checkpoints;
+- train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2/adam_eps,
+  gan_loss, compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints;
 - loss: the stage's loss weights;
 - perceptual: VGG19 weights file (`python -m mgvton_jax.tools.convert_vgg19`), or random
   weights where `allow_random` (tiny only: a stand-in that keeps the pipeline runnable);
@@ -54,7 +54,10 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
         lr=2e-4,
         b1=0.5,
         b2=0.999,
+        adam_eps=1e-8,
         gan_loss="vanilla",
+        compute_dtype="float32",  # or "bfloat16": activations; parameters stay float32
+        remat=False,  # recompute residual blocks in the backward pass to save memory
         log_every=50 if full else 10,
         sample_every=1000 if full else 50,
         checkpoint_every=1000 if full else 50,

@@ -10,3 +10,27 @@ from absl import flags  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)
 flags.FLAGS.mark_as_parsed()
+
+
+import pytest  # noqa: E402
+
+from mgvton_jax.data.build import build_dataset  # noqa: E402
+from mgvton_jax.data.synth import write_synthetic_mpv  # noqa: E402
+
+SYNTHETIC_PEOPLE = 10
+
+
+@pytest.fixture(scope="session")
+def synthetic_mpv(tmp_path_factory):
+    """A small synthetic MPV directory (written once per test session)."""
+    root = tmp_path_factory.mktemp("synthetic_mpv")
+    write_synthetic_mpv(root, SYNTHETIC_PEOPLE, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(synthetic_mpv, tmp_path_factory):
+    """The synthetic MPV set built into a TFDS data directory."""
+    data_dir = tmp_path_factory.mktemp("synthetic_tfds")
+    build_dataset(synthetic_mpv, data_dir, progress=False)
+    return data_dir

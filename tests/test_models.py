@@ -1,7 +1,9 @@
-"""Tests of mgvton_jax.models: layer known answers, tiny forward passes, full-size shapes.
+"""Tests of mgvton_jax.models: layer known answers, tiny forward passes, full-size shapes,
+bfloat16 compute against float32, trunk rematerialisation.
 
 Models are initialised with "rbg" PRNG keys: on XLA:CPU each random op of a new shape costs a
-compile, about 10x cheaper with rbg than with the default threefry.
+compile, about 10x cheaper with rbg than with the default threefry. Every tiny forward runs the
+float32 network and its bfloat16-compute twin (same parameters) in one jit, to compile once.
 """
 
 import jax
@@ -9,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.extend.core import jaxprs_in_params
 
 from mgvton_jax.constants import IMAGE_SIZE, NUM_KEYPOINTS, NUM_LABELS
 from mgvton_jax.models import (
@@ -49,10 +52,51 @@ def uniform(seed: int, shape: tuple[int, ...], low: float = -1.0, high: float = 
     return jnp.asarray(np.random.default_rng(seed).uniform(low, high, shape), jnp.float32)
 
 
-def jit_call(model: nnx.Module, method: str, *args):
-    """Runs model.method(*args) under jax.jit (one compile instead of one per eager op)."""
-    graphdef, state = nnx.split(model)
-    return jax.jit(lambda s, *a: getattr(nnx.merge(graphdef, s), method)(*a))(state, *args)
+# bfloat16 keeps 8 significant bits: each cast of an activation or kernel to it has a relative
+# rounding error up to 2**-9 = 0.2%. Through the ~20-30 layers of a tiny network these add up
+# (BatchNorm re-normalises after each conv, so they do not compound) to the 0.3-2.2% relative
+# output errors measured here (training-mode BatchNorm); REL_TOL leaves a margin of 2x over the
+# largest, while other weights, a missing layer or a dropped skip connection are off by O(1).
+REL_TOL = 5e-2
+# The GMM regressor is worse conditioned: BatchNorm centres convolutions of a nonnegative
+# correlation volume (large common offset, small spread) over 4 values per channel at the tiny
+# size. Even in float32 a 2**-9 relative perturbation of the volume moves theta by 1.6%; the
+# measured bfloat16 error of theta is 10%. 0.25 is still far below the ~1.4 of an unrelated theta.
+GMM_REL_TOL = 0.25
+
+
+def relative_error(actual, expected) -> float:
+    """||actual - expected|| / ||expected|| (Frobenius), in float64."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def float32_and_bfloat16_outputs(model: nnx.Module, bfloat16_factory, method: str, *args):
+    """(model.method(*args), twin.method(*args)) in one jit; twin = bfloat16_factory() given
+    model's parameters. The float32 `model` and the bfloat16-compute twin must have the same
+    architecture; asserts that the twin creates the same parameter shapes, all float32.
+    """
+    abstract_twin = nnx.eval_shape(bfloat16_factory)
+    twin_params = nnx.state(abstract_twin, nnx.Param)
+    assert {leaf.dtype for leaf in jax.tree.leaves(twin_params)} == {jnp.dtype(jnp.float32)}
+    assert jax.tree.map(jnp.shape, twin_params) == jax.tree.map(
+        jnp.shape, nnx.state(model, nnx.Param)
+    )
+    graphs = (nnx.graphdef(model), nnx.graphdef(abstract_twin))
+
+    def run(state, *inputs):
+        return tuple(getattr(nnx.merge(graph, state), method)(*inputs) for graph in graphs)
+
+    return jax.jit(run)(nnx.state(model), *args)
+
+
+def assert_close_in_bfloat16(
+    actual_bf16, expected_f32, dtype=jnp.float32, tolerance: float = REL_TOL
+):
+    """actual has `dtype` and is within `tolerance` of expected, but differs (really bf16)."""
+    assert actual_bf16.dtype == dtype and expected_f32.dtype == jnp.float32
+    assert 0.0 < relative_error(actual_bf16, expected_f32) < tolerance
 
 
 def param_count(factory) -> int:
@@ -167,6 +211,35 @@ def test_view_switches_every_batch_norm_of_a_network():
     assert not any(flags(generator)) and all(flags(eval_generator))
 
 
+def test_conv_in_bfloat16_matches_numpy_on_rounded_operands():
+    conv = Conv(3, 4, 3, padding=1, dtype=jnp.bfloat16, rngs=rngs())
+    x = uniform(30, (2, 5, 4, 3))
+    y = conv(x)
+    assert conv.kernel[...].dtype == jnp.float32 and y.dtype == jnp.bfloat16
+    # Products of bfloat16 operands are exact in float64: the only other error is the
+    # rounding of the result to bfloat16 (2**-9 relative).
+    x_rounded = np.asarray(x.astype(jnp.bfloat16), np.float64)
+    kernel_rounded = np.asarray(conv.kernel[...].astype(jnp.bfloat16), np.float64)
+    x_padded = np.pad(x_rounded, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = np_conv(x_padded, kernel_rounded, 1)
+    np.testing.assert_allclose(np.asarray(y, np.float64), expected, rtol=2**-8, atol=1e-4)
+    up = UpConv(3, 2, dtype=jnp.bfloat16, rngs=rngs())
+    assert up(x).dtype == jnp.bfloat16 and up.kernel[...].dtype == jnp.float32
+
+
+def test_norms_in_bfloat16_keep_float32_statistics():
+    x = uniform(31, (4, 3, 3, 5), 1.0, 3.0)
+    norm = make_norm("batch", 5, dtype=jnp.bfloat16, rngs=rngs())
+    y = norm(x)
+    assert y.dtype == jnp.bfloat16
+    assert norm.mean[...].dtype == jnp.float32 and norm.scale[...].dtype == jnp.float32
+    # Flax casts the input to bfloat16, then averages in float32: the running mean is the
+    # float32-accurate mean of the rounded input (a bfloat16 mean would be off by ~1e-3).
+    x_rounded = np.asarray(x.astype(jnp.bfloat16), np.float64)
+    np.testing.assert_allclose(norm.mean[...], 0.1 * x_rounded.mean(axis=(0, 1, 2)), rtol=1e-6)
+    assert make_norm("instance", 5, dtype=jnp.bfloat16, rngs=rngs())(x).dtype == jnp.bfloat16
+
+
 # ---------------------------------------------------------------------------------------------
 # generator.py
 
@@ -186,12 +259,18 @@ def test_generator_rejects_sizes_not_divisible_by_downsampling():
         generator(jnp.zeros((1, 20, 18, 3)))
 
 
-def test_parsing_generator_tiny_forward():
+def test_parsing_generator_tiny_forward_float32_and_bfloat16():
     generator = build_parsing_generator(TINY.parsing, rngs())
     assert isinstance(generator, ParsingGenerator)
-    logits = jit_call(generator, "__call__", uniform(9, (BATCH, *TINY_SIZE, 24), 0.0, 1.0))
+    logits, logits_bf16 = float32_and_bfloat16_outputs(
+        generator,
+        lambda: build_parsing_generator(TINY.parsing, rngs(), dtype=jnp.bfloat16),
+        "__call__",
+        uniform(9, (BATCH, *TINY_SIZE, 24), 0.0, 1.0),
+    )
     assert logits.shape == (BATCH, *TINY_SIZE, NUM_LABELS)
     assert np.isfinite(np.asarray(logits)).all()
+    assert_close_in_bfloat16(logits_bf16, logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,9 +287,14 @@ def test_downsample_average_excludes_padding():
     np.testing.assert_allclose(downsample_average(jnp.asarray(x)), expected, rtol=1e-6)
 
 
-def test_discriminator_tiny_forward():
+def test_discriminator_tiny_forward_float32_and_bfloat16():
     disc = build_discriminator(TINY.discriminator, 44, rngs())
-    outputs = jit_call(disc, "__call__", uniform(11, (BATCH, *TINY_SIZE, 44)))
+    outputs, outputs_bf16 = float32_and_bfloat16_outputs(
+        disc,
+        lambda: build_discriminator(TINY.discriminator, 44, rngs(), dtype=jnp.bfloat16),
+        "__call__",
+        uniform(11, (BATCH, *TINY_SIZE, 44)),
+    )
     # ndf 8, n_layers 2: convs k4 p2 with strides 2, 2, 1, 1 -> +1 pixel at every stride-1 conv.
     expected = [
         [(33, 25, 8), (17, 13, 16), (18, 14, 32), (19, 15, 1)],
@@ -219,6 +303,10 @@ def test_discriminator_tiny_forward():
     assert [[f.shape for f in scale] for scale in outputs] == [
         [(BATCH, *s) for s in scale] for scale in expected
     ]
+    # Every feature map stays bfloat16 (the losses upcast); the patch logits are close.
+    for scale, scale_bf16 in zip(outputs, outputs_bf16, strict=True):
+        assert {f.dtype for f in scale_bf16} == {jnp.dtype(jnp.bfloat16)}
+        assert_close_in_bfloat16(scale_bf16[-1], scale[-1], jnp.bfloat16)
 
 
 def test_discriminator_full_shapes():
@@ -264,12 +352,19 @@ def test_correlation_matches_loop_with_column_major_channels():
     np.testing.assert_allclose(correlation(jnp.asarray(a), jnp.asarray(b)), expected, atol=1e-5)
 
 
-def test_gmm_tiny_forward_and_size_check():
+def test_gmm_tiny_forward_float32_and_bfloat16_and_size_check():
     gmm = build_gmm(TINY.gmm, TINY_SIZE, rngs())
     stream_a = uniform(14, (BATCH, *TINY_SIZE, 2), 0, 1)
-    theta = jit_call(gmm, "__call__", stream_a, uniform(15, (BATCH, *TINY_SIZE, 1)))
+    theta, theta_bf16 = float32_and_bfloat16_outputs(
+        gmm,
+        lambda: build_gmm(TINY.gmm, TINY_SIZE, rngs(), dtype=jnp.bfloat16),
+        "__call__",
+        stream_a,
+        uniform(15, (BATCH, *TINY_SIZE, 1)),
+    )
     assert theta.shape == (BATCH, 2 * 5 * 5)
     assert np.abs(np.asarray(theta)).max() <= 1.0
+    assert_close_in_bfloat16(theta_bf16, theta, tolerance=GMM_REL_TOL)
     with pytest.raises(ValueError, match="image_size"):
         gmm(jnp.zeros((1, 32, 48, 2)), jnp.zeros((1, 32, 48, 1)))
     with pytest.raises(ValueError, match="too small"):
@@ -315,7 +410,7 @@ def test_warp_features_identity_and_one_pixel_shift(tiny_warp_gan):
     np.testing.assert_allclose(shifted[:, :, -1], 0.0, atol=1e-5)
 
 
-def test_warp_gan_tiny_forward_starts_at_identity_match(tiny_warp_gan):
+def test_warp_gan_tiny_forward_float32_and_bfloat16_start_at_identity_match(tiny_warp_gan):
     ref_parsing = one_hot_parsing(17)
     inputs = (
         uniform(18, (BATCH, *TINY_SIZE, 3)),
@@ -324,13 +419,23 @@ def test_warp_gan_tiny_forward_starts_at_identity_match(tiny_warp_gan):
         one_hot_parsing(21),
         ref_parsing,
     )
-    out = jit_call(tiny_warp_gan, "forward", *inputs)
+    out, out_bf16 = float32_and_bfloat16_outputs(
+        tiny_warp_gan,
+        lambda: build_warp_gan_generator(
+            TINY.warp_gan, rngs(), image_size=TINY_SIZE, dtype=jnp.bfloat16
+        ),
+        "forward",
+        *inputs,
+    )
     assert out.image.shape == (BATCH, *TINY_SIZE, 3)
     assert np.abs(np.asarray(out.image)).max() <= 1.0
-    # Zero-initialised regressors: identity affine, zero TPS offsets, S_ref unchanged.
-    np.testing.assert_allclose(out.match.affine, np.tile([1.0, 0, 0, 0, 1, 0], (BATCH, 1)))
-    np.testing.assert_array_equal(out.match.theta, np.zeros((BATCH, 50)))
-    np.testing.assert_allclose(out.match.warped_ref_parsing, ref_parsing, atol=1e-5)
+    assert_close_in_bfloat16(out_bf16.image, out.image)
+    for match in (out.match, out_bf16.match):
+        # Zero-initialised regressors: identity affine, zero TPS offsets, S_ref unchanged.
+        assert match.affine.dtype == match.theta.dtype == jnp.float32
+        np.testing.assert_allclose(match.affine, np.tile([1.0, 0, 0, 0, 1, 0], (BATCH, 1)))
+        np.testing.assert_array_equal(match.theta, np.zeros((BATCH, 50)))
+        np.testing.assert_allclose(match.warped_ref_parsing, ref_parsing, atol=1e-5)
     with pytest.raises(ValueError, match="image_size"):
         tiny_warp_gan.match_parsing(jnp.zeros((1, 32, 48, 20)), jnp.zeros((1, 32, 48, 20)))
 
@@ -362,15 +467,22 @@ def test_compose_known_answers():
                                rtol=1e-6)
 
 
-def test_refinement_tiny_forward():
+def test_refinement_tiny_forward_float32_and_bfloat16():
     render = build_refinement(TINY.refine, rngs())
     assert isinstance(render, RefinementRender)
     clothes = uniform(24, (BATCH, *TINY_SIZE, 3))
     coarse = uniform(25, (BATCH, *TINY_SIZE, 3))
-    result, mask = jit_call(
-        render, "__call__", clothes, coarse, uniform(26, (BATCH, *TINY_SIZE, NUM_KEYPOINTS), 0, 1)
+    (result, mask), (result_bf16, mask_bf16) = float32_and_bfloat16_outputs(
+        render,
+        lambda: build_refinement(TINY.refine, rngs(), dtype=jnp.bfloat16),
+        "__call__",
+        clothes,
+        coarse,
+        uniform(26, (BATCH, *TINY_SIZE, NUM_KEYPOINTS), 0, 1),
     )
     assert result.shape == (BATCH, *TINY_SIZE, 3) and mask.shape == (BATCH, *TINY_SIZE, 1)
+    assert_close_in_bfloat16(mask_bf16, mask)
+    assert_close_in_bfloat16(result_bf16, result)
     mask = np.asarray(mask)
     assert mask.min() > 0.0 and mask.max() < 1.0
     np.testing.assert_allclose(result, mask * clothes + (1 - mask) * coarse, atol=1e-6)
@@ -473,3 +585,123 @@ def test_presets():
     assert (FULL.gmm.ngf, FULL.gmm.grid_size, TINY.gmm.ngf, TINY.parsing.ngf) == (64, 5, 8, 8)
     with pytest.raises(ValueError, match="variant"):
         model_config("huge")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Compute dtype of the pieces, gradients under bfloat16, trunk rematerialisation.
+
+
+def all_equations(jaxpr):
+    """Every equation of a jaxpr, those of nested jaxprs (jit, remat, custom_jvp) included."""
+    for equation in jaxpr.eqns:
+        yield equation
+        for inner in jaxprs_in_params(equation.params):
+            yield from all_equations(inner)
+
+
+def test_bfloat16_pieces_output_dtypes_and_every_conv_runs_in_bfloat16():
+    generator = nnx.eval_shape(
+        lambda: build_warp_gan_generator(
+            TINY.warp_gan, rngs(), image_size=TINY_SIZE, dtype=jnp.bfloat16
+        )
+    )
+    graph, state = nnx.split(generator)
+
+    def output_dtypes(method, *channels_or_shapes):
+        """Dtypes of method(generator, *float32 inputs), traced only (no compute)."""
+        shapes = [(BATCH, *TINY_SIZE, c) if isinstance(c, int) else c for c in channels_or_shapes]
+        out = jax.eval_shape(
+            lambda s, *xs: method(nnx.merge(graph, s), *xs),
+            state,
+            *[jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes],
+        )
+        return jax.tree.map(lambda leaf: leaf.dtype, out)
+
+    bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
+    bottleneck = (BATCH, 8, 6, 64)  # 64x48 / 2**3, ngf 8 * 2**3
+    volume = (BATCH, 8, 6, 48)  # matcher features 8x6 -> correlation over 48 locations
+    assert output_dtypes(lambda g, x: g.ref_encoder(x), 23) == bf16
+    assert output_dtypes(lambda g, x: g.trunk.blocks[0](x), bottleneck) == bf16
+    assert output_dtypes(lambda g, x: g.trunk(x), bottleneck) == bf16
+    assert output_dtypes(lambda g, x: g.decoder(x), bottleneck) == f32
+    assert output_dtypes(lambda g, a, b: g.gate(a, b), bottleneck, bottleneck) == bf16
+    assert output_dtypes(lambda g, x: g.matcher.extractor(x), NUM_LABELS) == bf16
+    assert output_dtypes(lambda g, x: g.matcher.affine_regressor(x), volume) == f32
+    assert output_dtypes(lambda g, a, b: g.matcher(a, b), NUM_LABELS, NUM_LABELS) == (f32, f32)
+
+    channels = (3, 3, NUM_KEYPOINTS, NUM_LABELS, NUM_LABELS)
+    jaxpr = jax.make_jaxpr(lambda s, *xs: nnx.merge(graph, s).forward(*xs))(
+        state, *[jnp.zeros((BATCH, *TINY_SIZE, c)) for c in channels]
+    )
+    convs = [e for e in all_equations(jaxpr.jaxpr) if e.primitive.name == "conv_general_dilated"]
+    # matcher extractor 5 convs x 3 calls (S_t, S_ref, aligned S_ref) + 2 regressors x 4
+    # + 2 encoders x 4 + gate 2 + trunk 2 x 2 + decoder 4
+    assert len(convs) == 15 + 8 + 8 + 2 + 4 + 4
+    assert {v.aval.dtype for e in convs for v in e.invars} == {bf16}
+
+
+def tiny_generator(dtype=jnp.float32, remat: bool = False) -> ResnetGenerator:
+    return ResnetGenerator(
+        3, 3, ngf=4, n_downsample=1, n_blocks=2, dtype=dtype, remat=remat, rngs=rngs()
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_generator_runs():
+    """Output and parameter gradients of an L2 loss, plus the jaxpr, for the tiny generator
+    in float32, with bfloat16 compute, and with remat; all three share the float32 parameters.
+    """
+    x = uniform(40, (BATCH, 8, 6, 3))
+    target = uniform(41, (BATCH, 8, 6, 3))
+    state = nnx.state(tiny_generator())
+
+    def output_and_grads(graph, state, x, target):
+        def loss_fn(generator):
+            out = generator(x)
+            return jnp.mean((out - target) ** 2), out
+
+        (_, out), grads = nnx.value_and_grad(loss_fn, has_aux=True)(nnx.merge(graph, state))
+        return out, grads
+
+    runs = {}
+    for name, factory in {
+        "float32": tiny_generator,
+        "bfloat16": lambda: tiny_generator(jnp.bfloat16),
+        "remat": lambda: tiny_generator(remat=True),
+    }.items():
+        graph = nnx.graphdef(nnx.eval_shape(factory))
+        traced = jax.jit(output_and_grads, static_argnums=0).trace(graph, state, x, target)
+        runs[name] = (*traced.lower().compile()(state, x, target), traced.jaxpr)
+    return runs
+
+
+def test_bfloat16_gradients_are_float32_finite_and_aligned(tiny_generator_runs):
+    out, grads, _ = tiny_generator_runs["float32"]
+    out_bf16, grads_bf16, _ = tiny_generator_runs["bfloat16"]
+    assert_close_in_bfloat16(out_bf16, out)
+    leaves, leaves_bf16 = jax.tree.leaves(grads), jax.tree.leaves(grads_bf16)
+    assert len(leaves) == len(leaves_bf16) == len(jax.tree.leaves(nnx.state(tiny_generator(),
+                                                                            nnx.Param)))
+    assert {g.dtype for g in leaves_bf16} == {jnp.dtype(jnp.float32)}
+    flat = np.concatenate([np.ravel(g) for g in leaves])
+    flat_bf16 = np.concatenate([np.ravel(g) for g in leaves_bf16])
+    assert np.isfinite(flat_bf16).all()
+    cosine = flat @ flat_bf16 / (np.linalg.norm(flat) * np.linalg.norm(flat_bf16))
+    assert cosine > 0.99
+
+
+def test_remat_gives_same_output_and_gradients_and_checkpoints(tiny_generator_runs):
+    out, grads, jaxpr = tiny_generator_runs["float32"]
+    out_remat, grads_remat, jaxpr_remat = tiny_generator_runs["remat"]
+    np.testing.assert_allclose(out_remat, out, rtol=1e-6, atol=1e-7)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads_remat, grads
+    )
+
+    def remat_count(closed_jaxpr) -> int:
+        names = [e.primitive.name for e in all_equations(closed_jaxpr.jaxpr)]
+        return sum("remat" in name or "checkpoint" in name for name in names)
+
+    assert remat_count(jaxpr) == 0
+    assert remat_count(jaxpr_remat) == 2  # one per residual block

@@ -65,7 +65,8 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         self.source = layouts.open_source(dl_manager.manual_dir, self._pair_list, self._label_set)
         for bad in self.source.pair_list.bad_lines:
-            self.log.skipped.append(("pair list", str(bad), "bad pair-list line"))
+            self.log.skipped.append(
+                ("pair list", f"{bad.path}:{bad.line_number}: {bad.text!r}", bad.reason))
         by_split = {split: [t for t in self.source.pair_list.triplets if t.split == split]
                     for split in pairs.SPLITS}
         by_split["train"] = pairs.with_both_directions(by_split["train"])

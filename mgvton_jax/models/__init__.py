@@ -16,6 +16,16 @@ any object with the same attributes):
 - `build_refinement(cfg.refine, rngs)` -> `RefinementRender` (24 -> mask).
   Fields: ngf, n_downsample, n_blocks, convs_per_block, norm.
 
+Every builder also takes the keywords `dtype=jnp.float32` and `remat=False`:
+- dtype: the compute dtype (e.g. jnp.bfloat16 for mixed precision). Parameters and BatchNorm
+  statistics stay float32. Generator outputs (parsing logits, Warp-GAN image, refinement mask)
+  and the GMM / parsing-matcher transformation parameters are float32; discriminator feature
+  maps and logits are in the compute dtype.
+- remat: rematerialise every residual block of the generator trunk (`nnx.remat`): same values
+  and gradients, less activation memory, about one more trunk forward per backward pass.
+  Ignored by `build_discriminator` and `build_gmm` (no trunk); accepted there so that every
+  builder is called the same way.
+
 Eval mode for BatchNorm networks: `nnx.view(model, use_running_average=True)` (layers.py).
 """
 
@@ -23,7 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.constants import IMAGE_SIZE
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator, PatchDiscriminator
@@ -99,37 +111,65 @@ def _generator_fields(cfg: Any) -> dict[str, Any]:
     )
 
 
-def build_parsing_generator(cfg: Any, rngs: nnx.Rngs) -> ParsingGenerator:
-    """Stage I generator from a `parsing` section (fields in the module docstring)."""
-    return ParsingGenerator(**_generator_fields(cfg), rngs=rngs)
+def build_parsing_generator(
+    cfg: Any, rngs: nnx.Rngs, *, dtype: DTypeLike = jnp.float32, remat: bool = False
+) -> ParsingGenerator:
+    """Stage I generator from a `parsing` section (fields, dtype, remat: module docstring)."""
+    return ParsingGenerator(**_generator_fields(cfg), dtype=dtype, remat=remat, rngs=rngs)
 
 
-def build_discriminator(cfg: Any, in_channels: int, rngs: nnx.Rngs) -> MultiscaleDiscriminator:
-    """Multiscale PatchGAN from a `discriminator` section, for in_channels input channels."""
+def build_discriminator(
+    cfg: Any,
+    in_channels: int,
+    rngs: nnx.Rngs,
+    *,
+    dtype: DTypeLike = jnp.float32,
+    remat: bool = False,
+) -> MultiscaleDiscriminator:
+    """Multiscale PatchGAN from a `discriminator` section, for in_channels input channels.
+
+    remat is ignored (no residual trunk).
+    """
+    del remat
     return MultiscaleDiscriminator(
         in_channels,
         num_d=cfg.num_d,
         ndf=cfg.ndf,
         n_layers=cfg.n_layers,
         norm=cfg.norm,
+        dtype=dtype,
         rngs=rngs,
     )
 
 
-def build_gmm(cfg: Any, image_size: tuple[int, int], rngs: nnx.Rngs) -> GeometricMatcher:
-    """GMM from a `gmm` section for (H, W) = image_size inputs."""
+def build_gmm(
+    cfg: Any,
+    image_size: tuple[int, int],
+    rngs: nnx.Rngs,
+    *,
+    dtype: DTypeLike = jnp.float32,
+    remat: bool = False,
+) -> GeometricMatcher:
+    """GMM from a `gmm` section for (H, W) = image_size inputs; remat is ignored (no trunk)."""
+    del remat
     return GeometricMatcher(
         image_size=image_size,
         ngf=cfg.ngf,
         n_layers=cfg.n_layers,
         grid_size=cfg.grid_size,
         norm=cfg.norm,
+        dtype=dtype,
         rngs=rngs,
     )
 
 
 def build_warp_gan_generator(
-    cfg: Any, rngs: nnx.Rngs, image_size: tuple[int, int] = IMAGE_SIZE
+    cfg: Any,
+    rngs: nnx.Rngs,
+    image_size: tuple[int, int] = IMAGE_SIZE,
+    *,
+    dtype: DTypeLike = jnp.float32,
+    remat: bool = False,
 ) -> WarpGANGenerator:
     """Warp-GAN generator from a `warp_gan` section for (H, W) = image_size inputs."""
     return WarpGANGenerator(
@@ -139,10 +179,14 @@ def build_warp_gan_generator(
         matcher_n_layers=cfg.matcher_n_layers,
         matcher_norm=cfg.matcher_norm,
         grid_size=cfg.grid_size,
+        dtype=dtype,
+        remat=remat,
         rngs=rngs,
     )
 
 
-def build_refinement(cfg: Any, rngs: nnx.Rngs) -> RefinementRender:
+def build_refinement(
+    cfg: Any, rngs: nnx.Rngs, *, dtype: DTypeLike = jnp.float32, remat: bool = False
+) -> RefinementRender:
     """Refinement render from a `refine` section."""
-    return RefinementRender(**_generator_fields(cfg), rngs=rngs)
+    return RefinementRender(**_generator_fields(cfg), dtype=dtype, remat=remat, rngs=rngs)

@@ -10,12 +10,17 @@ for n_layers 3.
 `MultiscaleDiscriminator`: num_d independent PatchDiscriminators; scale i sees the input
 average-pooled i times (3x3, stride 2, pad 1, padding excluded from the mean). Condition the
 discriminator by concatenating condition and image along channels before calling it.
+
+`dtype` is the compute dtype (layers.py); every returned feature map, the patch logits
+included, is in it (the losses cast the logits to float32).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.models.layers import Conv, NormKind, make_norm
 
@@ -55,15 +60,14 @@ class PatchDiscriminator(nnx.Module):
         ndf: int = 64,
         n_layers: int = 3,
         norm: NormKind = "instance",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         widths = [min(ndf * 2**i, MAX_WIDTH) for i in range(n_layers + 1)]
-        blocks = [
-            nnx.Sequential(
-                Conv(in_channels, widths[0], KERNEL_SIZE, stride=2, padding=PADDING, rngs=rngs),
-                leaky_relu,
-            )
-        ]
+        first = Conv(
+            in_channels, widths[0], KERNEL_SIZE, stride=2, padding=PADDING, dtype=dtype, rngs=rngs
+        )
+        blocks = [nnx.Sequential(first, leaky_relu)]
         for i in range(1, n_layers + 1):
             stride = 2 if i < n_layers else 1
             blocks.append(
@@ -74,17 +78,20 @@ class PatchDiscriminator(nnx.Module):
                         KERNEL_SIZE,
                         stride=stride,
                         padding=PADDING,
+                        dtype=dtype,
                         rngs=rngs,
                     ),
-                    make_norm(norm, widths[i], rngs=rngs),
+                    make_norm(norm, widths[i], dtype=dtype, rngs=rngs),
                     leaky_relu,
                 )
             )
-        blocks.append(Conv(widths[-1], 1, KERNEL_SIZE, padding=PADDING, rngs=rngs))
+        blocks.append(
+            Conv(widths[-1], 1, KERNEL_SIZE, padding=PADDING, dtype=dtype, rngs=rngs)
+        )
         self.blocks = nnx.List(blocks)
 
     def __call__(self, x: jax.Array) -> list[jax.Array]:
-        """x: (B, H, W, in_channels) float -> [each block's output], last = patch logits."""
+        """x: (B, H, W, in_channels) float -> [each block's output in `dtype`], last = logits."""
         features = []
         for block in self.blocks:
             x = block(x)
@@ -96,7 +103,8 @@ class MultiscaleDiscriminator(nnx.Module):
     """num_d PatchDiscriminators on 1x, 1/2x, 1/4x, ... of the input.
 
     __call__ returns a list over scales (finest first) of lists over layers (see
-    `PatchDiscriminator`); result[i][-1] is scale i's (B, h_i, w_i, 1) patch logits.
+    `PatchDiscriminator`); result[i][-1] is scale i's (B, h_i, w_i, 1) patch logits. All in the
+    compute dtype `dtype`.
     """
 
     def __init__(
@@ -107,11 +115,14 @@ class MultiscaleDiscriminator(nnx.Module):
         ndf: int = 64,
         n_layers: int = 3,
         norm: NormKind = "instance",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.scales = nnx.List(
             [
-                PatchDiscriminator(in_channels, ndf=ndf, n_layers=n_layers, norm=norm, rngs=rngs)
+                PatchDiscriminator(
+                    in_channels, ndf=ndf, n_layers=n_layers, norm=norm, dtype=dtype, rngs=rngs
+                )
                 for _ in range(num_d)
             ]
         )

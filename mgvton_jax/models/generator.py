@@ -8,6 +8,12 @@ All convolutions have a bias (as pix2pixHD, also in front of a norm).
 
 The pieces (`Encoder`, `ResidualTrunk`, `Decoder`) are public: the Warp-GAN generator combines
 two encoders at the bottleneck before one trunk and decoder.
+
+Every class takes `dtype`, the compute dtype (layers.py): encoder and trunk outputs are in it,
+the decoder's activation output is always float32 (losses run in full precision). `remat=True`
+rematerialises each residual block of the trunk (about 73% of the generator FLOPs and of its
+activation memory at the paper's sizes): the backward pass recomputes a block's activations
+from its input instead of storing them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.constants import NUM_KEYPOINTS, NUM_LABELS
 from mgvton_jax.models.layers import Conv, NormKind, UpConv, make_norm
@@ -50,7 +57,7 @@ def check_spatial_size(height: int, width: int, n_downsample: int) -> None:
 class Encoder(nnx.Module):
     """Stem + downsampling: (B, H, W, in_channels) -> (B, H/2^n, W/2^n, ngf * 2^n).
 
-    Attribute `out_channels` = ngf * 2**n_downsample.
+    Attribute `out_channels` = ngf * 2**n_downsample. Output in the compute dtype `dtype`.
     """
 
     def __init__(
@@ -60,25 +67,26 @@ class Encoder(nnx.Module):
         ngf: int = 64,
         n_downsample: int = 3,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         layers = [
-            Conv(in_channels, ngf, 7, padding=3, pad_mode="reflect", rngs=rngs),
-            make_norm(norm, ngf, rngs=rngs),
+            Conv(in_channels, ngf, 7, padding=3, pad_mode="reflect", dtype=dtype, rngs=rngs),
+            make_norm(norm, ngf, dtype=dtype, rngs=rngs),
             nnx.relu,
         ]
         for i in range(n_downsample):
             width = ngf * 2**i
             layers += [
-                Conv(width, 2 * width, 3, stride=2, padding=1, rngs=rngs),
-                make_norm(norm, 2 * width, rngs=rngs),
+                Conv(width, 2 * width, 3, stride=2, padding=1, dtype=dtype, rngs=rngs),
+                make_norm(norm, 2 * width, dtype=dtype, rngs=rngs),
                 nnx.relu,
             ]
         self.layers = nnx.Sequential(*layers)
         self.out_channels = ngf * 2**n_downsample
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, H, W, in_channels) float -> (B, H/2^n, W/2^n, out_channels)."""
+        """x: (B, H, W, in_channels) float -> (B, H/2^n, W/2^n, out_channels), `dtype`."""
         return self.layers(x)
 
 
@@ -86,28 +94,39 @@ class ResnetBlock(nnx.Module):
     """Residual block at constant width: out = x + F(x), (B, h, w, C) -> (B, h, w, C).
 
     F = convs_per_block x [reflect-pad 1, 3x3 conv, norm, ReLU], without the last ReLU
-    (2 convs = pix2pixHD, 3 = the paper's wording, spec Q4).
+    (2 convs = pix2pixHD, 3 = the paper's wording, spec Q4). Computes in `dtype`.
     """
 
     def __init__(
-        self, channels: int, *, convs_per_block: int = 2, norm: NormKind = "batch", rngs: nnx.Rngs
+        self,
+        channels: int,
+        *,
+        convs_per_block: int = 2,
+        norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
     ):
         layers = []
         for _ in range(convs_per_block):
             layers += [
-                Conv(channels, channels, 3, padding=1, pad_mode="reflect", rngs=rngs),
-                make_norm(norm, channels, rngs=rngs),
+                Conv(channels, channels, 3, padding=1, pad_mode="reflect", dtype=dtype, rngs=rngs),
+                make_norm(norm, channels, dtype=dtype, rngs=rngs),
                 nnx.relu,
             ]
         self.residual = nnx.Sequential(*layers[:-1])
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, h, w, C) float -> (B, h, w, C)."""
-        return x + self.residual(x)
+        """x: (B, h, w, C) float -> (B, h, w, C) in the compute dtype."""
+        residual = self.residual(x)
+        return x.astype(residual.dtype) + residual
 
 
 class ResidualTrunk(nnx.Module):
-    """n_blocks `ResnetBlock`s at constant width: (B, h, w, C) -> (B, h, w, C)."""
+    """n_blocks `ResnetBlock`s at constant width: (B, h, w, C) -> (B, h, w, C) in `dtype`.
+
+    With `remat` each block runs under `nnx.remat`: only block inputs are kept for the backward
+    pass, which recomputes the rest (same values and gradients, less memory, more FLOPs).
+    """
 
     def __init__(
         self,
@@ -116,19 +135,25 @@ class ResidualTrunk(nnx.Module):
         n_blocks: int = 9,
         convs_per_block: int = 2,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
+        self.remat = remat
         self.blocks = nnx.List(
             [
-                ResnetBlock(channels, convs_per_block=convs_per_block, norm=norm, rngs=rngs)
+                ResnetBlock(
+                    channels, convs_per_block=convs_per_block, norm=norm, dtype=dtype, rngs=rngs
+                )
                 for _ in range(n_blocks)
             ]
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, h, w, C) float -> (B, h, w, C)."""
+        """x: (B, h, w, C) float -> (B, h, w, C) in the compute dtype."""
+        call_block = nnx.remat(ResnetBlock.__call__) if self.remat else ResnetBlock.__call__
         for block in self.blocks:
-            x = block(x)
+            x = call_block(block, x)
         return x
 
 
@@ -137,7 +162,8 @@ class Decoder(nnx.Module):
 
     n_downsample x [`UpConv`, norm, ReLU] halving the width, then reflect-pad 3 + 7x7 conv to
     out_channels and `out_activation` ("tanh" for images in [-1, 1], "sigmoid" for masks in
-    [0, 1], "none" for logits).
+    [0, 1], "none" for logits). Computes in `dtype`; the activation runs on the last conv's
+    output cast to float32, so the result is float32 for any compute dtype.
     """
 
     def __init__(
@@ -148,6 +174,7 @@ class Decoder(nnx.Module):
         n_downsample: int = 3,
         norm: NormKind = "batch",
         out_activation: OutActivation = "tanh",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if out_activation not in OUT_ACTIVATIONS:
@@ -158,17 +185,19 @@ class Decoder(nnx.Module):
         for i in reversed(range(n_downsample)):
             width = ngf * 2**i
             layers += [
-                UpConv(2 * width, width, rngs=rngs),
-                make_norm(norm, width, rngs=rngs),
+                UpConv(2 * width, width, dtype=dtype, rngs=rngs),
+                make_norm(norm, width, dtype=dtype, rngs=rngs),
                 nnx.relu,
             ]
-        layers.append(Conv(ngf, out_channels, 7, padding=3, pad_mode="reflect", rngs=rngs))
+        layers.append(
+            Conv(ngf, out_channels, 7, padding=3, pad_mode="reflect", dtype=dtype, rngs=rngs)
+        )
         self.layers = nnx.Sequential(*layers)
         self.out_activation = out_activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, h, w, ngf * 2^n) float -> (B, h * 2^n, w * 2^n, out_channels)."""
-        return OUT_ACTIVATIONS[self.out_activation](self.layers(x))
+        """x: (B, h, w, ngf * 2^n) float -> (B, h * 2^n, w * 2^n, out_channels) float32."""
+        return OUT_ACTIVATIONS[self.out_activation](self.layers(x).astype(jnp.float32))
 
 
 class ResnetGenerator(nnx.Module):
@@ -176,7 +205,8 @@ class ResnetGenerator(nnx.Module):
 
     H and W must be multiples of 2**n_downsample (ValueError otherwise). Submodules `encoder`,
     `trunk`, `decoder` can be called on their own; the bottleneck is (B, H/2^n, W/2^n,
-    ngf * 2^n), 32x24x512 at the paper's 256x192 size.
+    ngf * 2^n), 32x24x512 at the paper's 256x192 size. `dtype` is the compute dtype (the
+    output is float32), `remat` rematerialises the trunk's blocks.
     """
 
     def __init__(
@@ -190,17 +220,21 @@ class ResnetGenerator(nnx.Module):
         convs_per_block: int = 2,
         norm: NormKind = "batch",
         out_activation: OutActivation = "tanh",
+        dtype: DTypeLike = jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         self.n_downsample = n_downsample
         self.encoder = Encoder(
-            in_channels, ngf=ngf, n_downsample=n_downsample, norm=norm, rngs=rngs
+            in_channels, ngf=ngf, n_downsample=n_downsample, norm=norm, dtype=dtype, rngs=rngs
         )
         self.trunk = ResidualTrunk(
             self.encoder.out_channels,
             n_blocks=n_blocks,
             convs_per_block=convs_per_block,
             norm=norm,
+            dtype=dtype,
+            remat=remat,
             rngs=rngs,
         )
         self.decoder = Decoder(
@@ -209,11 +243,12 @@ class ResnetGenerator(nnx.Module):
             n_downsample=n_downsample,
             norm=norm,
             out_activation=out_activation,
+            dtype=dtype,
             rngs=rngs,
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, H, W, in_channels) float -> (B, H, W, out_channels) of x's dtype."""
+        """x: (B, H, W, in_channels) float -> (B, H, W, out_channels) float32."""
         check_spatial_size(x.shape[1], x.shape[2], self.n_downsample)
         return self.decoder(self.trunk(self.encoder(x)))
 
@@ -223,7 +258,8 @@ class ParsingGenerator(ResnetGenerator):
 
     Input channel order (B, H, W, 24): hair mask 1, face mask 1, body shape 1 (all from the
     reference image, values in [0, 1]), clothes RGB 3 (in [-1, 1]), target-pose heatmaps 18
-    (COCO-18 order, {0, 1}). Output (B, H, W, 20): unnormalised logits over the LIP labels.
+    (COCO-18 order, {0, 1}). Output (B, H, W, 20) float32: unnormalised logits over the LIP
+    labels. `dtype` and `remat` as `ResnetGenerator`.
     """
 
     def __init__(
@@ -234,6 +270,8 @@ class ParsingGenerator(ResnetGenerator):
         n_blocks: int = 9,
         convs_per_block: int = 2,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         super().__init__(
@@ -245,5 +283,7 @@ class ParsingGenerator(ResnetGenerator):
             convs_per_block=convs_per_block,
             norm=norm,
             out_activation="none",
+            dtype=dtype,
+            remat=remat,
             rngs=rngs,
         )

@@ -9,6 +9,9 @@ Sizes for the paper's 256x192 input, ngf 64, n_layers 3: features 16x12x512, cor
 
 The pieces (`FeatureExtractor`, `l2_normalize`, `correlation`, `ParameterRegressor`) are
 reused by the Warp-GAN parsing matcher.
+
+`dtype` is the compute dtype (layers.py): features and the correlation volume are in it; the
+regressed parameters (theta) are float32, since the sampling grid and its losses need them so.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.constants import IMAGE_SIZE
 from mgvton_jax.models.layers import Conv, NormKind, conv_kernel_init, conv_output_size, make_norm
@@ -53,7 +57,7 @@ class FeatureExtractor(nnx.Module):
     (n_layers + 1) x [4x4 conv stride 2 (zero pad 1), ReLU, norm] with widths
     min(ngf * 2^i, 512), i = 0..n_layers; then [3x3 conv, ReLU, norm] and [3x3 conv, ReLU] at
     the last width C_out = `out_channels`. (Order conv -> ReLU -> norm, as CP-VTON.) Sizes
-    halve with floor at each stride-2 conv (`output_size`).
+    halve with floor at each stride-2 conv (`output_size`). Computes in `dtype`.
     """
 
     def __init__(
@@ -63,22 +67,23 @@ class FeatureExtractor(nnx.Module):
         ngf: int = 64,
         n_layers: int = 3,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         widths = [min(ngf * 2**i, MAX_WIDTH) for i in range(n_layers + 1)]
         layers = []
         for width_in, width_out in zip([in_channels, *widths[:-1]], widths, strict=True):
             layers += [
-                Conv(width_in, width_out, 4, stride=2, padding=1, rngs=rngs),
+                Conv(width_in, width_out, 4, stride=2, padding=1, dtype=dtype, rngs=rngs),
                 nnx.relu,
-                make_norm(norm, width_out, rngs=rngs),
+                make_norm(norm, width_out, dtype=dtype, rngs=rngs),
             ]
         out_channels = widths[-1]
         layers += [
-            Conv(out_channels, out_channels, 3, padding=1, rngs=rngs),
+            Conv(out_channels, out_channels, 3, padding=1, dtype=dtype, rngs=rngs),
             nnx.relu,
-            make_norm(norm, out_channels, rngs=rngs),
-            Conv(out_channels, out_channels, 3, padding=1, rngs=rngs),
+            make_norm(norm, out_channels, dtype=dtype, rngs=rngs),
+            Conv(out_channels, out_channels, 3, padding=1, dtype=dtype, rngs=rngs),
             nnx.relu,
         ]
         self.layers = nnx.Sequential(*layers)
@@ -93,7 +98,7 @@ class FeatureExtractor(nnx.Module):
         return height, width
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, H, W, in_channels) float -> (B, h, w, out_channels)."""
+        """x: (B, H, W, in_channels) float -> (B, h, w, out_channels) in `dtype`."""
         return self.layers(x)
 
 
@@ -104,7 +109,8 @@ class ParameterRegressor(nnx.Module):
     to 2*ngf and to ngf, flatten (NHWC order), Linear -> out_dim, `out_activation` ("tanh" as
     CP-VTON, or "none"). `feature_size` (h, w) is fixed at construction because the Linear
     layer's input size depends on it. With zero_init_output the Linear starts at zero, so the
-    output starts at activation(0) = 0 (a residual around an identity transform).
+    output starts at activation(0) = 0 (a residual around an identity transform). Convs and
+    Linear compute in `dtype`; the activation runs in float32 and the output is float32.
     """
 
     def __init__(
@@ -117,6 +123,7 @@ class ParameterRegressor(nnx.Module):
         norm: NormKind = "batch",
         out_activation: Literal["tanh", "none"] = "tanh",
         zero_init_output: bool = False,
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         widths = [8 * ngf, 4 * ngf, 2 * ngf, ngf]
@@ -127,8 +134,16 @@ class ParameterRegressor(nnx.Module):
             [in_channels, *widths[:-1]], widths, kernels, strict=True
         ):
             layers += [
-                Conv(width_in, width_out, kernel, stride=stride, padding=pad, rngs=rngs),
-                make_norm(norm, width_out, rngs=rngs),
+                Conv(
+                    width_in,
+                    width_out,
+                    kernel,
+                    stride=stride,
+                    padding=pad,
+                    dtype=dtype,
+                    rngs=rngs,
+                ),
+                make_norm(norm, width_out, dtype=dtype, rngs=rngs),
                 nnx.relu,
             ]
             height = conv_output_size(height, kernel, stride, pad)
@@ -142,13 +157,15 @@ class ParameterRegressor(nnx.Module):
             raise ValueError(f"out_activation must be 'tanh' or 'none', got {out_activation!r}")
         self.convs = nnx.Sequential(*layers)
         kernel_init = jax.nn.initializers.zeros if zero_init_output else conv_kernel_init
-        self.linear = nnx.Linear(ngf * height * width, out_dim, kernel_init=kernel_init, rngs=rngs)
+        self.linear = nnx.Linear(
+            ngf * height * width, out_dim, kernel_init=kernel_init, dtype=dtype, rngs=rngs
+        )
         self.out_activation = out_activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, h, w, in_channels) float -> (B, out_dim)."""
+        """x: (B, h, w, in_channels) float -> (B, out_dim) float32."""
         y = self.convs(x)
-        y = self.linear(y.reshape(y.shape[0], -1))
+        y = self.linear(y.reshape(y.shape[0], -1)).astype(jnp.float32)
         return jnp.tanh(y) if self.out_activation == "tanh" else y
 
 
@@ -158,7 +175,8 @@ class GeometricMatcher(nnx.Module):
     Stream A (B, H, W, in_channels_a): the person side, by default 2 channels = [body shape,
     clothes-region mask of the parsing], values in [0, 1]. Stream B (B, H, W, in_channels_b):
     the clothes side, by default the clothes mask (1 channel). theta warps stream B onto
-    stream A (via `tps_grid` + `grid_sample`). (H, W) must equal `image_size`.
+    stream A (via `tps_grid` + `grid_sample`). (H, W) must equal `image_size`. `dtype` is the
+    compute dtype; theta is float32.
     """
 
     def __init__(
@@ -171,16 +189,14 @@ class GeometricMatcher(nnx.Module):
         n_layers: int = 3,
         grid_size: int = 5,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.image_size = tuple(image_size)
         self.grid_size = grid_size
-        self.extractor_a = FeatureExtractor(
-            in_channels_a, ngf=ngf, n_layers=n_layers, norm=norm, rngs=rngs
-        )
-        self.extractor_b = FeatureExtractor(
-            in_channels_b, ngf=ngf, n_layers=n_layers, norm=norm, rngs=rngs
-        )
+        extractor_args = dict(ngf=ngf, n_layers=n_layers, norm=norm, dtype=dtype, rngs=rngs)
+        self.extractor_a = FeatureExtractor(in_channels_a, **extractor_args)
+        self.extractor_b = FeatureExtractor(in_channels_b, **extractor_args)
         feature_size = self.extractor_a.output_size(*self.image_size)
         self.regressor = ParameterRegressor(
             feature_size[0] * feature_size[1],
@@ -188,11 +204,12 @@ class GeometricMatcher(nnx.Module):
             feature_size=feature_size,
             ngf=ngf,
             norm=norm,
+            dtype=dtype,
             rngs=rngs,
         )
 
     def __call__(self, stream_a: jax.Array, stream_b: jax.Array) -> jax.Array:
-        """stream_a: (B, H, W, Ca), stream_b: (B, H, W, Cb) float -> theta (B, 2*G*G)."""
+        """stream_a: (B, H, W, Ca), stream_b: (B, H, W, Cb) float -> theta (B, 2*G*G) float32."""
         check_image_size(stream_a, self.image_size)
         features_a = l2_normalize(self.extractor_a(stream_a))
         features_b = l2_normalize(self.extractor_b(stream_b))

@@ -8,6 +8,12 @@ that is `_convolve`).
 Initialisation (pix2pixHD / CP-VTON `weights_init`): convolution kernels N(0, 0.02), biases 0;
 BatchNorm scale N(1, 0.02), bias 0.
 
+Compute dtype: every layer (and every network) takes `dtype`, the dtype its arithmetic runs in
+(float32 by default, bfloat16 for mixed precision). Parameters are always created float32 and
+cast to `dtype` where they are used; `Conv` / `UpConv` cast their input to `dtype`, and
+`make_norm` layers return `dtype` (BatchNorm / InstanceNorm statistics and running averages stay
+float32, Flax computes them in at least float32).
+
 Train / eval mode of BatchNorm: `nnx.BatchNorm` reads its `use_running_average` attribute
 (False after construction = training mode, batch statistics, running averages updated).
 For inference use the NNX view `nnx.view(model, use_running_average=True)`, which returns a model
@@ -23,6 +29,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 PadMode = Literal["zero", "reflect"]
 NormKind = Literal["batch", "instance", "none"]
@@ -77,7 +84,7 @@ class Conv(nnx.Module):
     H' = (H + 2 * padding - kernel_size) // stride + 1 (same for W). `pad_mode` "zero" pads
     with zeros, "reflect" mirrors without repeating the edge (PyTorch ReflectionPad2d,
     np.pad mode "reflect"). Parameters: `kernel` (k, k, Cin, Cout) float32, N(0, 0.02);
-    `bias` (Cout,) zeros, or None when use_bias is False.
+    `bias` (Cout,) zeros, or None when use_bias is False. Computes in `dtype`.
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class Conv(nnx.Module):
         padding: int = 0,
         pad_mode: PadMode = "zero",
         use_bias: bool = True,
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if pad_mode not in _PAD_MODES:
@@ -97,12 +105,14 @@ class Conv(nnx.Module):
         self.stride = stride
         self.padding = padding
         self.pad_mode = pad_mode
+        self.dtype = dtype
         shape = (kernel_size, kernel_size, in_features, out_features)
         self.kernel = nnx.Param(conv_kernel_init(rngs.params(), shape))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, H, W, Cin) float -> (B, H', W', Cout) of x's dtype."""
+        """x: (B, H, W, Cin) float -> (B, H', W', Cout) of the compute dtype."""
+        x = x.astype(self.dtype)
         pad = self.padding
         if self.pad_mode == "reflect" and pad > 0:
             x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -119,19 +129,26 @@ class UpConv(nnx.Module):
     Same geometry as pix2pixHD's ConvTranspose2d(3, stride=2, padding=1, output_padding=1):
     the input is dilated by 2 (zeros between pixels), padded by 1 before and 2 after, and
     cross-correlated with `kernel` (3, 3, Cin, Cout). The equivalent PyTorch weight
-    (Cin, Cout, 3, 3) is `kernel` flipped in both spatial axes. Init as `Conv`.
+    (Cin, Cout, 3, 3) is `kernel` flipped in both spatial axes. Init and compute dtype as `Conv`.
     """
 
     def __init__(
-        self, in_features: int, out_features: int, *, use_bias: bool = True, rngs: nnx.Rngs
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
     ):
+        self.dtype = dtype
         self.kernel = nnx.Param(conv_kernel_init(rngs.params(), (3, 3, in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x: (B, H, W, Cin) float -> (B, 2H, 2W, Cout) of x's dtype."""
+        """x: (B, H, W, Cin) float -> (B, 2H, 2W, Cout) of the compute dtype."""
         # PyTorch padding p=1, output_padding 1 -> pad (k-1-p, k-1-p+1) = (1, 2) after dilation.
-        y = _convolve(x, self.kernel[...], 1, ((1, 2), (1, 2)), input_dilation=2)
+        y = _convolve(x.astype(self.dtype), self.kernel[...], 1, ((1, 2), (1, 2)), input_dilation=2)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y
@@ -148,8 +165,12 @@ class Identity(nnx.Module):
 Norm = nnx.BatchNorm | nnx.InstanceNorm | Identity
 
 
-def make_norm(kind: NormKind, features: int, *, rngs: nnx.Rngs) -> Norm:
+def make_norm(
+    kind: NormKind, features: int, *, dtype: DTypeLike = jnp.float32, rngs: nnx.Rngs
+) -> Norm:
     """The normalisation layer of `kind` over the last (channel) axis of NHWC inputs.
+
+    "batch" and "instance" return `dtype` (statistics in float32, parameters float32).
 
     "batch": nnx.BatchNorm, scale N(1, 0.02), bias 0, momentum 0.9 (= PyTorch 0.1), eps 1e-5,
       axis_name None (under jit + a sharded batch the statistics are already global), training
@@ -157,7 +178,7 @@ def make_norm(kind: NormKind, features: int, *, rngs: nnx.Rngs) -> Norm:
       biased batch variance (PyTorch stores the unbiased one).
     "instance": per-example, per-channel normalisation over H and W, eps 1e-5, no affine
       parameters (pix2pixHD's InstanceNorm2d(affine=False)).
-    "none": `Identity`.
+    "none": `Identity` (its input is already in the compute dtype of the preceding conv).
     """
     if kind == "batch":
         return nnx.BatchNorm(
@@ -167,11 +188,17 @@ def make_norm(kind: NormKind, features: int, *, rngs: nnx.Rngs) -> Norm:
             epsilon=NORM_EPSILON,
             scale_init=batch_norm_scale_init,
             axis_name=None,
+            dtype=dtype,
             rngs=rngs,
         )
     if kind == "instance":
         return nnx.InstanceNorm(
-            features, epsilon=NORM_EPSILON, use_scale=False, use_bias=False, rngs=rngs
+            features,
+            epsilon=NORM_EPSILON,
+            use_scale=False,
+            use_bias=False,
+            dtype=dtype,
+            rngs=rngs,
         )
     if kind == "none":
         return Identity()

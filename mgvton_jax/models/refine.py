@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.constants import NUM_KEYPOINTS
 from mgvton_jax.models.generator import RGB_CHANNELS, ResnetGenerator
@@ -31,7 +32,8 @@ class RefinementRender(nnx.Module):
 
     Inputs (B, H, W, 3), (B, H, W, 3), (B, H, W, 18), concatenated in that order
     (in_channels = 24); H, W multiples of 2**n_downsample. Outputs: result (B, H, W, 3) and
-    mask (B, H, W, 1) in [0, 1]. The mask network is available as `generator`.
+    mask (B, H, W, 1) in [0, 1], float32 (the result is float32 for float32 inputs). The mask
+    network is available as `generator`; `dtype` and `remat` as `ResnetGenerator`.
     """
 
     def __init__(
@@ -43,6 +45,8 @@ class RefinementRender(nnx.Module):
         n_blocks: int = 9,
         convs_per_block: int = 2,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         self.generator = ResnetGenerator(
@@ -54,6 +58,8 @@ class RefinementRender(nnx.Module):
             convs_per_block=convs_per_block,
             norm=norm,
             out_activation="sigmoid",
+            dtype=dtype,
+            remat=remat,
             rngs=rngs,
         )
 

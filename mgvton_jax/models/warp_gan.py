@@ -23,6 +23,10 @@ Our reading of the paper and of Soft-Gated Warping-GAN (the exact formulas are n
 The parsings are (B, H, W, 20) maps in [0, 1]: one-hot for the reference, one-hot or softmax
 probabilities for the synthesized target parsing. The trainer supervises the matcher with an
 L1 between `match_parsing(...).warped_ref_parsing` and S_t.
+
+`dtype` is the compute dtype (layers.py). Affine, theta and the image are float32; the
+bottleneck features are warped in the compute dtype (`grid_sample` computes coordinates in at
+least float32); `remat` rematerialises the trunk's residual blocks (generator.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from mgvton_jax.constants import IMAGE_SIZE, NUM_KEYPOINTS, NUM_LABELS
 from mgvton_jax.models.generator import (
@@ -93,7 +98,7 @@ class ParsingMatcher(nnx.Module):
     """GEO-style affine + TPS matcher between two parsings (see the module docstring).
 
     __call__(target_parsing, ref_parsing), both (B, H, W, in_channels) with (H, W) ==
-    image_size, returns (affine (B, 6), theta (B, 2*G*G)).
+    image_size, returns (affine (B, 6), theta (B, 2*G*G)), float32 for any compute `dtype`.
     """
 
     def __init__(
@@ -105,12 +110,13 @@ class ParsingMatcher(nnx.Module):
         n_layers: int = 3,
         grid_size: int = 5,
         norm: NormKind = "batch",
+        dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.image_size = tuple(image_size)
         self.grid_size = grid_size
         self.extractor = FeatureExtractor(
-            in_channels, ngf=ngf, n_layers=n_layers, norm=norm, rngs=rngs
+            in_channels, ngf=ngf, n_layers=n_layers, norm=norm, dtype=dtype, rngs=rngs
         )
         feature_size = self.extractor.output_size(*self.image_size)
         volume_channels = feature_size[0] * feature_size[1]
@@ -122,6 +128,7 @@ class ParsingMatcher(nnx.Module):
             norm=norm,
             out_activation="none",
             zero_init_output=True,
+            dtype=dtype,
             rngs=rngs,
         )
         self.tps_regressor = ParameterRegressor(
@@ -132,6 +139,7 @@ class ParsingMatcher(nnx.Module):
             norm=norm,
             out_activation="tanh",
             zero_init_output=True,
+            dtype=dtype,
             rngs=rngs,
         )
 
@@ -158,16 +166,20 @@ class ParsingMatcher(nnx.Module):
 
 
 class SoftGate(nnx.Module):
-    """merged = main + sigmoid(conv1x1([main, warped])) * conv1x1(warped), all (B, h, w, C)."""
+    """merged = main + sigmoid(conv1x1([main, warped])) * conv1x1(warped), all (B, h, w, C).
 
-    def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.gate_conv = Conv(2 * channels, channels, 1, rngs=rngs)
-        self.feature_conv = Conv(channels, channels, 1, rngs=rngs)
+    Computes in `dtype`.
+    """
+
+    def __init__(self, channels: int, *, dtype: DTypeLike = jnp.float32, rngs: nnx.Rngs):
+        self.gate_conv = Conv(2 * channels, channels, 1, dtype=dtype, rngs=rngs)
+        self.feature_conv = Conv(channels, channels, 1, dtype=dtype, rngs=rngs)
 
     def __call__(self, main: jax.Array, warped: jax.Array) -> jax.Array:
-        """main, warped: (B, h, w, C) float -> (B, h, w, C)."""
+        """main, warped: (B, h, w, C) float -> (B, h, w, C) in the compute dtype."""
         gate = jax.nn.sigmoid(self.gate_conv(jnp.concatenate([main, warped], axis=-1)))
-        return main + gate * self.feature_conv(warped)
+        features = self.feature_conv(warped)
+        return main.astype(features.dtype) + gate * features
 
 
 class WarpGANGenerator(nnx.Module):
@@ -177,7 +189,8 @@ class WarpGANGenerator(nnx.Module):
     warped clothes 3 ([-1, 1]), reference image without clothes 3 ([-1, 1]), target pose 18,
     synthesized target parsing S_t 20, reference parsing S_ref 20 (one-hot). Channel counts:
     reference encoder 23 -> C, main encoder 44 -> C, C = ngf * 2**n_downsample (512 at full
-    size), bottleneck (H / 2**n_downsample, W / 2**n_downsample), output 3 (tanh).
+    size), bottleneck (H / 2**n_downsample, W / 2**n_downsample), output 3 (tanh), float32.
+    `dtype` is the compute dtype of every sub-network; `remat` rematerialises the trunk.
     """
 
     def __init__(
@@ -193,6 +206,8 @@ class WarpGANGenerator(nnx.Module):
         matcher_n_layers: int = 3,
         matcher_norm: NormKind = "batch",
         grid_size: int = 5,
+        dtype: DTypeLike = jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs,
     ):
         self.n_downsample = n_downsample
@@ -204,15 +219,22 @@ class WarpGANGenerator(nnx.Module):
             n_layers=matcher_n_layers,
             grid_size=grid_size,
             norm=matcher_norm,
+            dtype=dtype,
             rngs=rngs,
         )
-        encoder_args = dict(ngf=ngf, n_downsample=n_downsample, norm=norm, rngs=rngs)
+        encoder_args = dict(ngf=ngf, n_downsample=n_downsample, norm=norm, dtype=dtype, rngs=rngs)
         self.ref_encoder = Encoder(REF_ENCODER_IN_CHANNELS, **encoder_args)
         self.main_encoder = Encoder(MAIN_ENCODER_IN_CHANNELS, **encoder_args)
         channels = self.main_encoder.out_channels
-        self.gate = SoftGate(channels, rngs=rngs)
+        self.gate = SoftGate(channels, dtype=dtype, rngs=rngs)
         self.trunk = ResidualTrunk(
-            channels, n_blocks=n_blocks, convs_per_block=convs_per_block, norm=norm, rngs=rngs
+            channels,
+            n_blocks=n_blocks,
+            convs_per_block=convs_per_block,
+            norm=norm,
+            dtype=dtype,
+            remat=remat,
+            rngs=rngs,
         )
         self.decoder = Decoder(
             RGB_CHANNELS,
@@ -220,6 +242,7 @@ class WarpGANGenerator(nnx.Module):
             n_downsample=n_downsample,
             norm=norm,
             out_activation="tanh",
+            dtype=dtype,
             rngs=rngs,
         )
 

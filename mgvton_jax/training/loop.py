@@ -108,7 +108,8 @@ def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
 def _build(stage: Stage, config: ml_collections.ConfigDict):
     modules = stage.build(config, nnx.Rngs(config.seed))
-    tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2)
+    tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2,
+                    eps=config.train.adam_eps)
     optimizers = {name: nnx.Optimizer(module, tx, wrt=nnx.Param)
                   for name, module in modules.items()}
     return modules, optimizers
@@ -186,21 +187,24 @@ class CompiledStage:
     to_device: Callable
 
 
-def compile_stage(config: ml_collections.ConfigDict, frozen: dict) -> CompiledStage:
-    """Builds the stage's networks and optimisers and jits its step over all devices.
+def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
+                  devices: list | None = None) -> CompiledStage:
+    """Builds the stage's networks and optimisers and jits its step over the devices.
 
     Args:
       config: the stage config.
       frozen: earlier stages' inference networks (`load_frozen`), used in inference mode.
+      devices: the devices of the data mesh (default: all of them).
     Raises:
       ValueError: the global batch does not divide by the device count.
     """
     stage = STAGES[config.stage]
-    devices = jax.device_count()
-    if config.train.batch_size % devices:
+    devices = jax.devices() if devices is None else devices
+    if config.train.batch_size % len(devices):
         raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
-                         f"{devices} devices; choose a multiple of {devices}")
-    mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+                         f"{len(devices)} devices; choose a multiple of {len(devices)}")
+    mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,),
+                         devices=devices)
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     modules, optimizers = _build(stage, config)
     graphdef, state = nnx.split((modules, optimizers))

@@ -59,13 +59,20 @@ def _generator_update(gen, optimizer, loss_fn) -> dict[str, jax.Array]:
     return {**parts, "g_loss": total}
 
 
+def _build_options(config) -> dict:
+    """The compute dtype and trunk rematerialisation every model builder takes."""
+    return {"dtype": jnp.dtype(config.train.compute_dtype), "remat": config.train.remat}
+
+
 # Stage I: conditional parsing GAN ------------------------------------------------------------
 
 def _build_parsing(config, rngs) -> Modules:
+    options = _build_options(config)
     return {
-        "generator": models.build_parsing_generator(config.model.parsing, rngs),
+        "generator": models.build_parsing_generator(config.model.parsing, rngs, **options),
         "discriminator": models.build_discriminator(
-            config.model.discriminator, PARSING_CONDITION_CHANNELS + NUM_LABELS, rngs),
+            config.model.discriminator, PARSING_CONDITION_CHANNELS + NUM_LABELS, rngs,
+            **options),
     }
 
 
@@ -111,7 +118,8 @@ def _gmm_requires(config) -> tuple[str, ...]:
 
 
 def _build_gmm(config, rngs) -> Modules:
-    return {"gmm": models.build_gmm(config.model.gmm, tuple(config.image_size), rngs)}
+    return {"gmm": models.build_gmm(config.model.gmm, tuple(config.image_size), rngs,
+                                    **_build_options(config))}
 
 
 def _gmm_inputs(frozen, batch, config):
@@ -155,11 +163,12 @@ def _gmm_samples(modules, frozen, batch, config):
 # Warp-GAN --------------------------------------------------------------------------------------
 
 def _build_warp_gan(config, rngs) -> Modules:
+    options = _build_options(config)
     return {
         "generator": models.build_warp_gan_generator(config.model.warp_gan, rngs,
-                                                     tuple(config.image_size)),
+                                                     tuple(config.image_size), **options),
         "discriminator": models.build_discriminator(
-            config.model.discriminator, 3 + WARP_GAN_CONDITION_CHANNELS, rngs),
+            config.model.discriminator, 3 + WARP_GAN_CONDITION_CHANNELS, rngs, **options),
     }
 
 
@@ -212,7 +221,8 @@ def _warp_gan_samples(modules, frozen, batch, config):
 # Refinement render -----------------------------------------------------------------------------
 
 def _build_refine(config, rngs) -> Modules:
-    return {"render": models.build_refinement(config.model.refine, rngs)}
+    return {"render": models.build_refinement(config.model.refine, rngs,
+                                              **_build_options(config))}
 
 
 def _refine_step(modules, optimizers, frozen, batch, config, vgg_params):

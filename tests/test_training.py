@@ -1,0 +1,211 @@
+"""Training: losses fall, 4 devices = 1 device, exact resume, crashes, errors (tiny configs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from mgvton_jax.config_lib import load_config_file
+from mgvton_jax.data import pipeline
+from mgvton_jax.training import loop
+from mgvton_jax.training.checkpoint import StageCheckpoints
+from mgvton_jax.training.stages import STAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(stage, data_dir, **train):
+    config = load_config_file(ROOT / "configs" / f"{stage}.py", "tiny")
+    config.data.data_dir = str(data_dir)
+    config.train.update(train)
+    return config
+
+
+def untrained_frozen(config):
+    return {name: STAGES[name].build(config, nnx.Rngs(1))[STAGES[name].inference_module]
+            for name in STAGES[config.stage].requires(config)}
+
+
+def fixed_batch(data_dir, config):
+    dataset = pipeline.make_dataset(data_dir, "train", config.train.batch_size, seed=0,
+                                    image_size=tuple(config.image_size))
+    iterator = iter(dataset)
+    try:
+        return next(iterator)
+    finally:
+        iterator.close()
+
+
+# The supervised term that must fall when a stage fits one fixed batch.
+FALLING_TERM = {"parsing": "cross_entropy", "gmm": "geometric", "warp_gan": "l1",
+                "refine": "perceptual"}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_loss_falls_on_a_fixed_batch(stage, synthetic_data_dir):
+    config = tiny_config(stage, synthetic_data_dir, lr=1e-3)
+    compiled = loop.compile_stage(config, untrained_frozen(config))
+    batch = compiled.to_device(fixed_batch(synthetic_data_dir, config))
+    state, history = compiled.state, []
+    for _ in range(12):
+        state, metrics = compiled.step(state, batch)
+        history.append(float(metrics[FALLING_TERM[stage]]))
+    assert np.all(np.isfinite(history))
+    assert np.mean(history[-3:]) < 0.9 * np.mean(history[:3]), history
+
+
+def _leaves(state):
+    return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(state)))
+
+
+@pytest.mark.parametrize("stage", ["parsing", "gmm"])
+def test_four_devices_match_one_device(stage, synthetic_data_dir):
+    assert jax.device_count() == 4
+    # A large Adam epsilon makes the update proportional to the gradient: with the default
+    # one, gradients that are zero up to rounding become +-lr updates of random sign.
+    config = tiny_config(stage, synthetic_data_dir, adam_eps=1.0)
+    batch = fixed_batch(synthetic_data_dir, config)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        compiled = loop.compile_stage(config, untrained_frozen(config), devices=devices)
+        state = compiled.state
+        initial = _leaves(state)
+        for _ in range(2):
+            state, metrics = compiled.step(state, compiled.to_device(batch))
+        updates = [after - before for after, before in zip(_leaves(state), initial, strict=True)]
+        results.append((jax.device_get(metrics), updates))
+    (metrics_1, updates_1), (metrics_4, updates_4) = results
+    for key in metrics_1:
+        np.testing.assert_allclose(metrics_4[key], metrics_1[key], rtol=2e-5, atol=1e-6)
+    # float32 sums in another order: updates agree to 1% of the largest update. (Biases that
+    # feed a BatchNorm have a zero true gradient; their tiny updates are rounding noise.)
+    scale = max(np.abs(u).max() for u in updates_1)
+    for one, four in zip(updates_1, updates_4, strict=True):
+        np.testing.assert_allclose(four, one, atol=1e-2 * scale)
+
+
+def test_batch_must_divide_by_devices(synthetic_data_dir):
+    config = tiny_config("gmm", synthetic_data_dir, batch_size=6)
+    with pytest.raises(ValueError, match="does not divide by the 4 devices"):
+        loop.compile_stage(config, {})
+
+
+def _metrics(workdir, stage="gmm"):
+    lines = (Path(workdir) / stage / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _final_state(workdir, config):
+    checkpoints = StageCheckpoints(Path(workdir) / config.stage / "checkpoints")
+    step = checkpoints.latest_step()
+    modules, optimizers = loop._build(STAGES[config.stage], config)
+    target = nnx.to_pure_dict(nnx.state((modules, optimizers)))
+    state, meta = checkpoints.restore(step, target)
+    checkpoints.close()
+    return step, jax.tree.leaves(state)
+
+
+def test_resume_is_exact(synthetic_data_dir, tmp_path):
+    common = dict(log_every=1, checkpoint_every=2, sample_every=100)
+    straight = tiny_config("gmm", synthetic_data_dir, num_steps=4, **common)
+    loop.train_stage(straight, tmp_path / "straight")
+    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common),
+                     tmp_path / "resumed")
+    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=4, **common),
+                     tmp_path / "resumed")
+    assert [m["step"] for m in _metrics(tmp_path / "resumed")] == [1, 2, 3, 4]
+    for a, b in zip(_metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed"),
+                    strict=True):
+        assert a["g_loss"] == b["g_loss"], (a, b)
+    step_a, params_a = _final_state(tmp_path / "straight", straight)
+    step_b, params_b = _final_state(tmp_path / "resumed", straight)
+    assert step_a == step_b == 4
+    for a, b in zip(params_a, params_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_later_stage_without_earlier_names_it(synthetic_data_dir, tmp_path):
+    config = tiny_config("warp_gan", synthetic_data_dir)
+    with pytest.raises(loop.StageMissingError,
+                       match=r"needs a trained 'parsing' stage.*configs/parsing.py:tiny"):
+        loop.train_stage(config, tmp_path)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_data_dir,
+                                                                   tmp_path):
+    common = dict(log_every=10, checkpoint_every=1, sample_every=100)
+    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path)
+    poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=5, **common)
+    poisoned.loss.geometric = float("nan")
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
+        loop.train_stage(poisoned, tmp_path)
+    step, params = _final_state(tmp_path, poisoned)
+    assert step == 2 and all(np.all(np.isfinite(p)) for p in params)
+
+
+def _train_command(workdir, data_dir, steps, stage="gmm", extra=()):
+    return [sys.executable, "-m", "mgvton_jax.train", f"--config={ROOT}/configs/{stage}.py:tiny",
+            f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+            f"--config.train.num_steps={steps}", "--config.train.checkpoint_every=1",
+            "--config.train.log_every=1", "--config.train.sample_every=1000", *extra]
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def test_config_typo_fails_with_the_ml_collections_message(tmp_path, synthetic_data_dir):
+    result = subprocess.run(
+        _train_command(tmp_path, synthetic_data_dir, 1, extra=["--config.train.batchsize=8"]),
+        capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode != 0
+    assert 'Did you mean "batch_size" instead of "batchsize"?' in result.stderr
+
+
+def _start_and_wait_for_progress(command):
+    """Starts a training subprocess and returns once it has logged a training step."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=_env())
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "] step " in line:
+            return process, lines
+    raise AssertionError("training never logged a step:\n" + "".join(lines))
+
+
+def test_kill_and_sigterm_leave_a_resumable_workdir(synthetic_data_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    steps = 80
+    command = _train_command(tmp_path, synthetic_data_dir, steps)
+    for _ in range(2):  # kill -9 at random moments while training and saving every step
+        process, _ = _start_and_wait_for_progress(command)
+        time.sleep(rng.uniform(0.0, 1.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    process, lines = _start_and_wait_for_progress(command)
+    process.send_signal(signal.SIGTERM)
+    output = "".join(lines) + process.stdout.read()
+    process.wait(timeout=120)
+    process.stdout.close()
+    assert "resumed from step" in output
+    if process.returncode == 0:  # finished before the signal arrived
+        assert f"done: {steps} steps" in output
+    else:
+        assert process.returncode == 143 and "stopped at step" in output, output
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resumed from step" in result.stdout and f"done: {steps} steps" in result.stdout
+    assert _metrics(tmp_path)[-1]["step"] == steps
