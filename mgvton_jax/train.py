@@ -5,8 +5,8 @@
 
 STAGE is parsing, gmm, warp_gan or refine; W/STAGE holds that stage's checkpoints,
 config.json, metrics.jsonl and samples/. Rerunning a command resumes it. Multi-host: call
-with --coordinator_address/--num_processes/--process_id, or under SLURM / on a TPU pod where
-JAX finds them itself.
+with --coordinator_address/--num_processes/--process_id, or with --distributed on a TPU pod
+or under SLURM, where JAX finds the other processes itself (see launch/).
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run that JAX detects itself (TPU pods, "
+    "SLURM, Open MPI). Implied under SLURM with more than one task.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-_CLUSTER_VARIABLES = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
 
 
 def initialize_distributed() -> None:
     """Joins a multi-process run when one is configured; single-process otherwise."""
     if _COORDINATOR.value:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    elif any(v in os.environ for v in _CLUSTER_VARIABLES):
+    elif _DISTRIBUTED.value or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         jax.distributed.initialize()
     logging.info("process %d of %d, %d local devices of %d", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count())

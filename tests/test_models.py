@@ -38,6 +38,8 @@ from mgvton_jax.models import (
 )
 from mgvton_jax.models.discriminator import downsample_average
 
+# Each test program runs once: skipping LLVM optimisation makes XLA:CPU compile 2-3x faster.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 TINY = model_config("tiny")
 FULL = model_config("full")
 TINY_SIZE = (64, 48)
@@ -54,7 +56,7 @@ def uniform(seed: int, shape: tuple[int, ...], low: float = -1.0, high: float = 
 
 # bfloat16 keeps 8 significant bits: each cast of an activation or kernel to it has a relative
 # rounding error up to 2**-9 = 0.2%. Through the ~20-30 layers of a tiny network these add up
-# (BatchNorm re-normalises after each conv, so they do not compound) to the 0.3-2.2% relative
+# (BatchNorm re-normalises after each conv, so they do not compound) to the 0.25-2.2% relative
 # output errors measured here (training-mode BatchNorm); REL_TOL leaves a margin of 2x over the
 # largest, while other weights, a missing layer or a dropped skip connection are off by O(1).
 REL_TOL = 5e-2
@@ -88,7 +90,7 @@ def float32_and_bfloat16_outputs(model: nnx.Module, bfloat16_factory, method: st
     def run(state, *inputs):
         return tuple(getattr(nnx.merge(graph, state), method)(*inputs) for graph in graphs)
 
-    return jax.jit(run)(nnx.state(model), *args)
+    return jax.jit(run, compiler_options=FAST_COMPILE)(nnx.state(model), *args)
 
 
 def assert_close_in_bfloat16(
@@ -671,7 +673,9 @@ def tiny_generator_runs():
         "remat": lambda: tiny_generator(remat=True),
     }.items():
         graph = nnx.graphdef(nnx.eval_shape(factory))
-        traced = jax.jit(output_and_grads, static_argnums=0).trace(graph, state, x, target)
+        traced = jax.jit(output_and_grads, static_argnums=0, compiler_options=FAST_COMPILE).trace(
+            graph, state, x, target
+        )
         runs[name] = (*traced.lower().compile()(state, x, target), traced.jaxpr)
     return runs
 
@@ -681,12 +685,13 @@ def test_bfloat16_gradients_are_float32_finite_and_aligned(tiny_generator_runs):
     out_bf16, grads_bf16, _ = tiny_generator_runs["bfloat16"]
     assert_close_in_bfloat16(out_bf16, out)
     leaves, leaves_bf16 = jax.tree.leaves(grads), jax.tree.leaves(grads_bf16)
-    assert len(leaves) == len(leaves_bf16) == len(jax.tree.leaves(nnx.state(tiny_generator(),
-                                                                            nnx.Param)))
+    params = jax.tree.leaves(nnx.state(nnx.eval_shape(tiny_generator), nnx.Param))
+    assert [g.shape for g in leaves_bf16] == [g.shape for g in leaves] == [p.shape for p in params]
     assert {g.dtype for g in leaves_bf16} == {jnp.dtype(jnp.float32)}
     flat = np.concatenate([np.ravel(g) for g in leaves])
     flat_bf16 = np.concatenate([np.ravel(g) for g in leaves_bf16])
     assert np.isfinite(flat_bf16).all()
+    # Same descent direction as float32 (measured cosine 0.997; unrelated vectors give ~0).
     cosine = flat @ flat_bf16 / (np.linalg.norm(flat) * np.linalg.norm(flat_bf16))
     assert cosine > 0.99
 
