@@ -3,9 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo
-DEMO_PEOPLE ?= 60
 
-.PHONY: demo test lint clean
+.PHONY: demo test clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +13,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m mgvton_jax.demo --workdir $(DEMO_DIR) --people $(DEMO_PEOPLE)
+	$(PY) -m mgvton_jax.train --config configs/pipeline.py:tiny --workdir $(DEMO_DIR)
 
 test: $(VENV)/.installed
-	$(PY) -m ruff check mgvton_jax tests benchmarks configs launch
+	$(PY) -m ruff check mgvton_jax tests benchmarks configs
 	$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$status
 

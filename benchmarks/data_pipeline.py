@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import tensorflow_datasets as tfds
 from absl import flags
 
@@ -92,23 +93,38 @@ def check_batch(batch: Batch, batch_size: int) -> None:
         raise ValueError(f"unexpected batch layout {found}; expected {expected}")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds used so far by this process and its live child processes."""
+    process = psutil.Process()
+    total = 0.0
+    for member in (process, *process.children(recursive=True)):
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def time_batches(next_batch: Callable[[], Batch], batch_size: int, warmup: int,
                  timed: int) -> dict[str, float]:
     """Draws `warmup` untimed then `timed` timed batches.
 
     Returns:
-      {"first_batch_s": seconds to the first batch, "batches_per_s": over the timed batches}.
+      {"first_batch_s": seconds to the first batch, "batches_per_s": over the timed batches,
+       "cpu_s_per_batch": CPU seconds (all threads and worker processes) per timed batch}.
     """
     start = time.perf_counter()
     check_batch(next_batch(), batch_size)
     first_batch_s = time.perf_counter() - start
     for _ in range(warmup - 1):
         next_batch()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     for _ in range(timed):
         next_batch()
     return {"first_batch_s": first_batch_s,
-            "batches_per_s": timed / (time.perf_counter() - start)}
+            "batches_per_s": timed / (time.perf_counter() - start),
+            "cpu_s_per_batch": (cpu_seconds() - start_cpu) / timed}
 
 
 def time_grain(data_dir: Path, batch_size: int, workers: int, warmup: int, timed: int,
@@ -124,15 +140,18 @@ def time_grain(data_dir: Path, batch_size: int, workers: int, warmup: int, timed
 
 
 def print_table(rows: list[tuple[str, dict[str, float]]], batch_size: int) -> None:
-    """Prints loader, batches/s, images/s, ratio to the PIL loop (the first row)."""
+    """Prints loader, batches/s, images/s, ratio to the PIL loop (the first row), CPU s per
+    batch and seconds to the first batch."""
     baseline = rows[0][1]["batches_per_s"]
-    header = f"| {'loader':<28} | batches/s | images/s | vs PIL loop | first batch s |"
+    header = (f"| {'loader':<28} | batches/s | images/s | vs PIL loop | CPU s/batch "
+              "| first batch s |")
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     for name, result in rows:
         rate = result["batches_per_s"]
         print(f"| {name:<28} | {rate:9.2f} | {rate * batch_size:8.1f} | "
-              f"{rate / baseline:10.2f}x | {result['first_batch_s']:13.2f} |")
+              f"{rate / baseline:10.2f}x | {result['cpu_s_per_batch']:11.2f} | "
+              f"{result['first_batch_s']:13.2f} |")
 
 
 def main() -> None:

@@ -102,12 +102,21 @@ def random_batch(cfg: ml_collections.ConfigDict, rng: np.random.Generator
     return batch
 
 
-def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> dict[str, float]:
+def time_calls(call: Callable[[], object], count: int) -> list[float]:
+    """Wall-clock seconds of each of `count` successive calls of `call`."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> tuple[float, list[float]]:
     """Compiles the stage's step and times it.
 
     Returns:
-      {"first_call_s": the first call, "step_s": median of `steps` calls after it,
-       "compile_s": first_call_s - step_s}.
+      (seconds of the first call, seconds of each of the `steps` calls after it).
     Raises:
       FloatingPointError: a non-finite metric.
     """
@@ -116,18 +125,18 @@ def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> dict[str, float]:
               for name in registry[cfg.stage].requires(cfg)}
     compiled = loop.compile_stage(cfg, frozen)
     batch = compiled.to_device(random_batch(cfg, np.random.default_rng(cfg.seed)))
-    state = compiled.state
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        state, metrics = compiled.step(state, batch)  # the state is donated: keep the new one
-        jax.block_until_ready((state, metrics))
-        times.append(time.perf_counter() - start)
-    bad = {k: float(v) for k, v in metrics.items() if not math.isfinite(float(v))}
+    carry = {"state": compiled.state}
+
+    def one_step():
+        # The state is donated: always continue from the returned one.
+        carry["state"], carry["metrics"] = compiled.step(carry["state"], batch)
+        jax.block_until_ready((carry["state"], carry["metrics"]))
+
+    first_call_s, *step_times = time_calls(one_step, steps + 1)
+    bad = {k: float(v) for k, v in carry["metrics"].items() if not math.isfinite(float(v))}
     if bad:
         raise FloatingPointError(f"{cfg.stage}: non-finite metrics {bad}")
-    step_s = statistics.median(times[1:])
-    return {"first_call_s": times[0], "step_s": step_s, "compile_s": times[0] - step_s}
+    return first_call_s, step_times
 
 
 def torch_step(cfg: ml_collections.ConfigDict) -> Callable[[], float] | None:
@@ -158,8 +167,8 @@ def torch_step(cfg: ml_collections.ConfigDict) -> Callable[[], float] | None:
     return None
 
 
-def time_torch(cfg: ml_collections.ConfigDict, steps: int) -> float | None:
-    """Median seconds of `steps` PyTorch reference steps after one warm-up; None without one.
+def time_torch(cfg: ml_collections.ConfigDict, steps: int) -> list[float] | None:
+    """Seconds of each of `steps` PyTorch reference steps after one warm-up; None without one.
 
     Raises:
       FloatingPointError: a non-finite loss.
@@ -167,15 +176,11 @@ def time_torch(cfg: ml_collections.ConfigDict, steps: int) -> float | None:
     step = torch_step(cfg)
     if step is None:
         return None
-    step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - start)
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"{cfg.stage}: torch loss {loss}")
-    return statistics.median(times)
+    losses = [step()]
+    times = time_calls(lambda: losses.append(step()), steps)
+    if not all(math.isfinite(loss) for loss in losses):
+        raise FloatingPointError(f"{cfg.stage}: torch losses {losses}")
+    return times
 
 
 def machine_summary(torch_threads: int | None) -> str:
@@ -194,7 +199,13 @@ def machine_summary(torch_threads: int | None) -> str:
 
 
 def format_row(cells: list[str]) -> str:
+    """One Markdown table row."""
     return "| " + " | ".join(cells) + " |"
+
+
+def format_times(times: list[float] | None) -> str:
+    """Seconds to 3 decimals, space-separated; "-" for none."""
+    return " ".join(f"{t:.3f}" for t in times) if times else "-"
 
 
 def main() -> None:
@@ -222,16 +233,19 @@ def main() -> None:
         for stage in stage_names:
             cfg = stage_config(stage, size)
             batch = cfg.train.batch_size
-            result = time_jax(cfg, steps)
-            torch_s = time_torch(cfg, steps) if torch else None
+            first_call_s, jax_times = time_jax(cfg, steps)
+            torch_times = time_torch(cfg, steps) if torch else None
+            jax_s = statistics.median(jax_times)
+            torch_s = statistics.median(torch_times) if torch_times else None
             rows.append([
                 stage, f"{size} {cfg.image_size[0]}x{cfg.image_size[1]}", str(batch),
-                f"{result['compile_s']:.1f}", f"{result['step_s']:.3f}",
-                f"{batch / result['step_s']:.3g}",
+                f"{first_call_s - jax_s:.1f}", f"{jax_s:.3f}", f"{batch / jax_s:.3g}",
                 f"{torch_s:.3f}" if torch_s else "-",
-                f"{result['step_s'] / torch_s:.2f}" if torch_s else "-",
+                f"{jax_s / torch_s:.2f}" if torch_s else "-",
             ])
-            print("done:", " ".join(rows[-1]), flush=True)
+            print(f"done: {stage} {size}: JAX first call {first_call_s:.2f} s, steps "
+                  f"{format_times(jax_times)}; torch steps {format_times(torch_times)}",
+                  flush=True)
             jax.clear_caches()
     print(format_row(header))
     print(format_row(["---"] * len(header)))

@@ -160,6 +160,14 @@ def _check_finite(metrics: dict, step: int, checkpoints: StageCheckpoints) -> No
             f"checkpoint is step {checkpoints.latest_step()} in {checkpoints.directory}")
 
 
+def _sample_split(data_dir: Path, batch_size: int) -> str:
+    """Sample pictures show test examples when the data set has a batch of them."""
+    try:
+        return "test" if len(pipeline.data_source(data_dir, "test")) >= batch_size else "train"
+    except (KeyError, ValueError, FileNotFoundError):
+        return "train"
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -261,16 +269,17 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     compiled = compile_stage(config, load_frozen(config, workdir))
     state = compiled.state
 
-    def make_batches(shuffle, flip, epochs):
+    def make_batches(shuffle, flip, epochs, split="train"):
         return pipeline.make_dataset(
-            data_dir, "train", config.train.batch_size, seed=config.seed, shuffle=shuffle,
+            data_dir, split, config.train.batch_size, seed=config.seed, shuffle=shuffle,
             num_epochs=epochs, flip_probability=flip,
             clothes_labels=tuple(config.data.clothes_labels),
             image_size=tuple(config.image_size), process_index=jax.process_index(),
             process_count=jax.process_count(), workers=config.data.workers)
 
     to_device = compiled.to_device
-    sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1))
+    sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1,
+                                        split=_sample_split(data_dir, config.train.batch_size)))
     sample_batch = to_device(next(sample_iterator))
     sample_iterator.close()
     iterator = iter(make_batches(shuffle=True, flip=config.data.flip_probability, epochs=None))

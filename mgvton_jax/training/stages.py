@@ -234,6 +234,7 @@ def _refine_step(modules, optimizers, frozen, batch, config, vgg_params):
         parts = {
             "perceptual": _perceptual(config, vgg_params, result, batch["target_image"]),
             "mask": losses.mask_regulariser(mask),
+            "l1": losses.l1_loss(result, batch["target_image"]),
         }
         return sum(getattr(config.loss, k) * v for k, v in parts.items()), parts
 
