@@ -8,8 +8,8 @@ Writes a synthetic MPV set, builds it into the array_record data set, then times
 - the naive loader a user would write: per example, read the triplet's files from the MPV
   directory with PIL (`examples.load_triplet`), decode, flip with probability 0.5, featurise
   (`examples.model_inputs`), and np.stack the examples into batches, all in this process.
-Every loader produces the same batches: dicts of (batch, 256, 192, C) float32 keyed as
-`examples.MODEL_INPUT_CHANNELS`. Warm-up batches (worker start-up included) are not timed.
+Every loader yields batches of one layout (checked): dicts of (batch, 256, 192, C) float32
+keyed as `examples.MODEL_INPUT_CHANNELS`. Warm-up batches (worker start-up included) are not timed.
 """
 
 from __future__ import annotations

@@ -217,9 +217,10 @@ def frozen_parameters(module: nn.Module) -> Iterator[None]:
 
 
 def adam(module: nn.Module, adam_settings: Mapping[str, float]) -> torch.optim.Adam:
-    """Adam over module's parameters; adam_settings: lr, b1, b2 (as the config's train)."""
+    """Adam over module's parameters; adam_settings: lr, b1, b2, adam_eps (the config's train)."""
     return torch.optim.Adam(module.parameters(), lr=adam_settings["lr"],
-                            betas=(adam_settings["b1"], adam_settings["b2"]))
+                            betas=(adam_settings["b1"], adam_settings["b2"]),
+                            eps=adam_settings["adam_eps"])
 
 
 def apply_gradients(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -254,7 +255,7 @@ def parsing_step(generator_sizes: Mapping, discriminator_sizes: Mapping,
 
     Args:
       generator_sizes, discriminator_sizes: `GENERATOR_FIELDS` / `DISCRIMINATOR_FIELDS`.
-      train: lr, b1, b2. loss_weights: adversarial, l1, cross_entropy.
+      train: lr, b1, b2, adam_eps. loss_weights: adversarial, l1, cross_entropy.
       batch, image_size (H, W), condition_channels (G input), num_labels (G output).
     """
     height, width = image_size
@@ -327,9 +328,10 @@ def refine_step(generator_sizes: Mapping, train: Mapping[str, float],
                 imagenet_normalize: bool, batch: int, image_size: Sequence[int],
                 pose_channels: int, seed: int = 0) -> Step:
     """Refinement render: G [warped clothes, coarse, pose] -> mask (sigmoid); result = mask *
-    warped + (1 - mask) * coarse; perceptual(result, target) + mean |1 - mask|. No D.
+    warped + (1 - mask) * coarse; perceptual(result, target) + mean |1 - mask| + L1(result,
+    target). No D.
 
-    Args: as `parsing_step`; loss_weights: perceptual, mask.
+    Args: as `parsing_step`; loss_weights: perceptual, mask, l1.
     """
     height, width = image_size
     gen = global_generator(2 * RGB_CHANNELS + pose_channels, 1, out_activation=nn.Sigmoid(),
@@ -345,7 +347,8 @@ def refine_step(generator_sizes: Mapping, train: Mapping[str, float],
         mask = gen(torch.cat([warped, coarse, pose], 1))
         result = mask * warped + (1 - mask) * coarse
         loss = (loss_weights["perceptual"] * perceptual_loss(vgg, result, target)
-                + loss_weights["mask"] * (1 - mask).abs().mean())
+                + loss_weights["mask"] * (1 - mask).abs().mean()
+                + loss_weights["l1"] * (result - target).abs().mean())
         apply_gradients(g_opt, loss)
         return loss.item()
 

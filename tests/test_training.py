@@ -62,6 +62,17 @@ def test_loss_falls_on_a_fixed_batch(stage, synthetic_data_dir):
     assert np.mean(history[-3:]) < 0.9 * np.mean(history[:3]), history
 
 
+def test_bfloat16_and_remat_step(synthetic_data_dir):
+    config = tiny_config("parsing", synthetic_data_dir, compute_dtype="bfloat16", remat=True)
+    compiled = loop.compile_stage(config, {})
+    batch = compiled.to_device(fixed_batch(synthetic_data_dir, config))
+    state, metrics = compiled.step(compiled.state, batch)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    # parameters, BatchNorm statistics and Adam moments stay float32 (counters are integers)
+    dtypes = {p.dtype for p in jax.tree.leaves(nnx.to_pure_dict(state))}
+    assert {d for d in dtypes if not np.issubdtype(d, np.integer)} == {np.dtype(np.float32)}
+
+
 def _leaves(state):
     return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(state)))
 

@@ -291,7 +291,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         print(f"[{stage.name}] resumed from step {step}", flush=True)
 
     def save(step, state):
-        meta = {"step": step, "total_steps": steps, "stage": stage.name}
+        meta = {"step": step, "total_steps": steps, "stage": stage.name,
+                "config": json.loads(config.to_json_best_effort())}
         checkpoints.save(step, nnx.to_pure_dict(state), iterator, meta)
 
     def write_samples(step, state):
