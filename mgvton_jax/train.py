@@ -38,13 +38,16 @@ def initialize_distributed() -> None:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     elif _DISTRIBUTED.value or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         jax.distributed.initialize()
-    logging.info("process %d of %d, %d local devices of %d", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    if jax.process_count() > 1:
+        print(f"process {jax.process_index()} of {jax.process_count()}, "
+              f"{jax.local_device_count()} local devices of {jax.device_count()}", flush=True)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # progress is printed; libraries' INFO is noise
+        logging.set_verbosity(logging.WARNING)
     initialize_distributed()
     config = _CONFIG.value
     if "stages" in config:
