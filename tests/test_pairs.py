@@ -3,15 +3,13 @@
 from pathlib import Path
 
 import pytest
+from real_samples import JDAI, ROOT, VITON, needs_real_samples
 
 from mgvton_jax.data import layouts, pairs, readers
 from mgvton_jax.data.build import build_dataset, read_report
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples"
-JDAI = REAL / "mpv_jdai" / "dataset"
-VITON = REAL / "viton_cpvton" / "data"
 
-
+@needs_real_samples
 def test_jdai_pair_list_counts():
     # data_pair.txt: tab-separated, no final newline; counts from the real-samples README.
     result = pairs.read_mpv_pairs(JDAI / "data_pair.txt")
@@ -23,8 +21,9 @@ def test_jdai_pair_list_counts():
     assert first.reference.split("/")[0] == first.clothes.split("/")[0]  # one PID per line
 
 
+@needs_real_samples
 def test_demo_list_is_not_a_pair_list():
-    result = pairs.read_mpv_pairs(REAL / "mpv_jdai" / "demo" / "demo.txt")
+    result = pairs.read_mpv_pairs(ROOT / "mpv_jdai" / "demo" / "demo.txt")
     assert not result.triplets and result.bad_lines
     assert all("image files" in b.reason for b in result.bad_lines)
 
@@ -54,6 +53,7 @@ def test_both_directions_without_repeats():
     assert pairs.with_both_directions([a]) == [a, b]
 
 
+@needs_real_samples
 def test_viton_pairs_are_pose_fixed():
     result = pairs.read_viton_pairs(VITON / "test_pairs.txt", "test")
     assert len(result.triplets) == 2032 and not result.bad_lines
@@ -63,6 +63,7 @@ def test_viton_pairs_are_pose_fixed():
     assert len(train.triplets) == 14221 and all(t.paired for t in train.triplets)
 
 
+@needs_real_samples
 def test_jdai_layout_finds_flat_files_from_pid_paths():
     source = layouts.open_source(JDAI)
     assert source.layout.name == "mpv_jdai" and source.layout.label_set == "cihp"
@@ -84,6 +85,7 @@ def test_unknown_layout_explains_what_is_expected(tmp_path):
         layouts.open_source(tmp_path)
 
 
+@needs_real_samples
 def test_viton_build_writes_complete_triplets_and_reports_the_rest(tmp_path):
     # The sample holds 4 complete train people and the 8 first test pairs.
     report = build_dataset(VITON.parent, tmp_path, progress=False)

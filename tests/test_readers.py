@@ -1,18 +1,13 @@
 """Readers on the real MPV/VITON sample files and on broken files."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from real_samples import APP, JDAI, VITON, needs_real_samples
 
 from mgvton_jax.data import readers
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples"
-JDAI = REAL / "mpv_jdai" / "dataset"
-VITON = REAL / "viton_cpvton" / "data"
-APP = REAL / "viton_app_variant" / "data" / "test"
 
 
 def _missing(path):
@@ -20,6 +15,7 @@ def _missing(path):
     return set(np.nonzero(kp[:, 2] == 0)[0].tolist())
 
 
+@needs_real_samples
 def test_jdai_keypoints_pose_keypoints_2d():
     files = sorted((JDAI / "pose_coco").glob("*_keypoints.json"))
     assert len(files) == 10
@@ -36,6 +32,7 @@ def test_jdai_keypoints_pose_keypoints_2d():
     assert sum(m == {9, 10, 12, 13} for m in half) == 6
 
 
+@needs_real_samples
 def test_viton_keypoints_older_key_and_trailing_space():
     path = VITON / "test" / "pose" / "000001_0_keypoints.json"
     assert path.read_text().endswith(" ")
@@ -47,12 +44,14 @@ def test_viton_keypoints_older_key_and_trailing_space():
     assert read.keypoints[:, 1].max() == pytest.approx(255.30, abs=0.01)
 
 
+@needs_real_samples
 def test_nineteen_joints_are_rejected_by_name():
     path = APP / "pose" / "000020_0_keypoints.json"
     with pytest.raises(readers.DataError, match=r"000020_0_keypoints\.json.*57 pose values"):
         readers.read_keypoints(path)
 
 
+@needs_real_samples
 def test_integer_keypoints_of_app_variant():
     read = readers.read_keypoints(APP / "pose" / "000010_0_keypoints.json")
     assert read.people == 1 and np.all(read.keypoints[:, :2] == np.round(read.keypoints[:, :2]))
@@ -96,6 +95,7 @@ def test_missing_file_is_named(tmp_path):
         readers.read_keypoints(tmp_path / "absent.json")
 
 
+@needs_real_samples
 def test_parsing_labels_of_real_files():
     jdai = set()
     for path in (JDAI / "parse_cihp").glob("*.png"):
@@ -112,6 +112,7 @@ def test_parsing_labels_of_real_files():
     assert viton == {0, 2, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17}
 
 
+@needs_real_samples
 def test_palette_parsing_is_read_by_index_not_colour():
     path = VITON / "test" / "image-parse" / "000001_0.png"
     image = Image.open(path)
@@ -122,6 +123,7 @@ def test_palette_parsing_is_read_by_index_not_colour():
     assert np.all(rgb[labels == 2] == (254, 0, 0))
 
 
+@needs_real_samples
 @pytest.mark.parametrize("path", [
     JDAI / "parse_cihp" / "1LJ21D005-G11@10=person_half_front_vis.png",
     APP / "image-parse" / "000010_0.png",
@@ -142,6 +144,7 @@ def test_label_ids_out_of_range_are_rejected(tmp_path):
         readers.read_parsing(tmp_path / "bad.png")
 
 
+@needs_real_samples
 def test_jpeg_clothes_masks_are_thresholded():
     path = VITON / "test" / "cloth-mask" / "000001_1.jpg"
     grey = np.asarray(Image.open(path))
@@ -151,6 +154,7 @@ def test_jpeg_clothes_masks_are_thresholded():
     np.testing.assert_array_equal(mask, grey >= 128)
 
 
+@needs_real_samples
 def test_png_masks_and_app_variant_masks():
     for path in (JDAI / "cloth_mask").glob("*.png"):
         grey = np.asarray(Image.open(path))
@@ -159,6 +163,7 @@ def test_png_masks_and_app_variant_masks():
     assert set(np.unique(mask).tolist()) == {0, 1}
 
 
+@needs_real_samples
 def test_photos_read_as_rgb():
     image = readers.read_rgb(JDAI / "images" / "1LJ21D005-G11@10=person_half_front.jpg")
     assert image.shape == (256, 192, 3) and image.dtype == np.uint8
@@ -166,6 +171,7 @@ def test_photos_read_as_rgb():
     assert tuple(clothes[0, 0]) == (255, 255, 255)
 
 
+@needs_real_samples
 def test_truncated_jpeg_is_named(tmp_path):
     data = (VITON / "test" / "image" / "000001_0.jpg").read_bytes()
     path = tmp_path / "truncated.jpg"
