@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mgvton_jax.config_lib import STAGES
+from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -50,11 +51,13 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     initialize_distributed()
     config = _CONFIG.value
-    if "stages" in config:
-        for stage in STAGES:
-            loop.train_stage(config.stages[stage], _WORKDIR.value)
-    else:
-        loop.train_stage(config, _WORKDIR.value)
+    configs = [config.stages[stage] for stage in STAGES] if "stages" in config else [config]
+    try:
+        for stage_config in configs:
+            loop.train_stage(stage_config, _WORKDIR.value)
+    except (DataError, FileNotFoundError, loop.StageMissingError,
+            loop.NonFiniteLossError) as err:  # the message says what to do; no traceback
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -220,3 +220,11 @@ def test_kill_and_sigterm_leave_a_resumable_workdir(synthetic_data_dir, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resumed from step" in result.stdout and f"done: {steps} steps" in result.stdout
     assert _metrics(tmp_path)[-1]["step"] == steps
+
+
+def test_cli_reports_a_missing_stage_without_a_traceback(tmp_path, synthetic_data_dir):
+    result = subprocess.run(_train_command(tmp_path, synthetic_data_dir, 1, stage="refine"),
+                            capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode == 1
+    assert "error: stage 'refine' needs a trained 'parsing' stage" in result.stderr
+    assert "Traceback" not in result.stderr
