@@ -83,20 +83,23 @@ def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     root = Path(config.frozen.workdir or workdir)
     for name in STAGES[config.stage].requires(config):
         directory = stage_dir(root, name)
-        config_file = directory / "config.json"
-        checkpoints = StageCheckpoints(directory / "checkpoints") if config_file.exists() \
-            else None
-        step = checkpoints.latest_step() if checkpoints else None
-        if step is None:
-            raise StageMissingError(
-                f"stage {config.stage!r} needs a trained {name!r} stage, but {directory} has no "
-                f"checkpoint. Train it first: python -m mgvton_jax.train --config "
-                f"configs/{name}.py:{config.variant} --workdir {root}")
-        earlier_config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-        modules, optimizers = _build(STAGES[name], earlier_config)
-        state = nnx.state((modules, optimizers))
-        restored, meta = checkpoints.restore(step, nnx.to_pure_dict(state))
-        checkpoints.close()
+        config_file, checkpoint_dir = directory / "config.json", directory / "checkpoints"
+        checkpoints = StageCheckpoints(checkpoint_dir) if config_file.exists() and \
+            checkpoint_dir.is_dir() else None
+        try:
+            step = checkpoints.latest_step() if checkpoints else None
+            if step is None:
+                raise StageMissingError(
+                    f"stage {config.stage!r} needs a trained {name!r} stage, but {directory} has "
+                    f"no checkpoint. Train it first: python -m mgvton_jax.train --config "
+                    f"configs/{name}.py:{config.variant} --workdir {root}")
+            earlier_config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+            modules, optimizers = _build(STAGES[name], earlier_config)
+            state = nnx.state((modules, optimizers))
+            restored, meta = checkpoints.restore(step, nnx.to_pure_dict(state))
+        finally:
+            if checkpoints:
+                checkpoints.close()
         nnx.replace_by_pure_dict(state, restored)
         nnx.update((modules, optimizers), state)
         if meta["step"] < meta["total_steps"]:
@@ -304,7 +307,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     logged: dict = {"step": step}
     window: list[dict] = []
     pending = None  # (step, device metrics) of the previous step, checked one step late
-    window_start, started = time.perf_counter(), step
+    timing_start, started = time.perf_counter(), step  # rates exclude the compiling step
     metrics_file = (out_dir / "metrics.jsonl").open("a") if is_main else None
     print(f"[{stage.name}] {steps} steps of {config.train.batch_size} images "
           f"({num_examples} training triplets, {devices} devices), from step {step}",
@@ -313,14 +316,14 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         with _Preemption() as preemption:
             while step < steps:
                 batch = to_device(next(iterator))
-                compile_start = time.perf_counter()
+                step_start = time.perf_counter()
                 state, metrics = compiled.step(state, batch)
                 step += 1
                 if step == started + 1:
                     jax.block_until_ready(metrics)
                     print(f"[{stage.name}] first step (compile + run) "
-                          f"{time.perf_counter() - compile_start:.1f} s", flush=True)
-                    window_start = time.perf_counter()
+                          f"{time.perf_counter() - step_start:.1f} s", flush=True)
+                    timing_start = time.perf_counter()
                 if pending is not None:
                     values = {k: float(v) for k, v in jax.device_get(pending[1]).items()}
                     _check_finite(values, pending[0], checkpoints)
@@ -336,10 +339,10 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                     window.append(values)
                     pending = None
                 if due:
-                    elapsed = time.perf_counter() - window_start
-                    done_in_window = max(1, step - started - 1)
-                    rate = done_in_window * config.train.batch_size / max(elapsed, 1e-9)
-                    eta = (steps - step) * elapsed / done_in_window
+                    elapsed = time.perf_counter() - timing_start
+                    timed_steps = max(1, step - started - 1)
+                    rate = timed_steps * config.train.batch_size / max(elapsed, 1e-9)
+                    eta = (steps - step) * elapsed / timed_steps
                     means = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
                     epoch = step * config.train.batch_size / num_examples
                     logged = {"step": step, "epoch": epoch, **means, "images_per_s": rate}
