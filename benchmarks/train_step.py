@@ -50,7 +50,7 @@ DEFAULT_STEPS = {"tiny": 10, "full": 3}
 # How each model input is drawn (values as the data pipeline produces them).
 ONE_HOT_INPUTS = ("reference_parsing", "target_parsing")
 BINARY_INPUTS = ("clothes_mask", "target_pose", "hair_mask", "face_mask")
-UNIT_INTERVAL_INPUTS = ("body_shape", "target_body_shape")
+UNIT_INTERVAL_INPUTS = ("body_shape",)
 SIGNED_IMAGE_INPUTS = ("reference_image", "target_image", "clothes", "reference_without_clothes")
 
 NOTES = (

@@ -15,6 +15,6 @@ def get_config(variant: str = "full"):
     c.loss.geometric = 1.0
     c.loss.grid_tv = 0.0
     c.loss.grid_gic = 0.0
-    # Train on the ground-truth target parsing (cleaner, design note Q7) or on stage I's output.
-    c.loss.use_synthesized_parsing = False
+    # Stream A from the ground-truth target parsing (cleaner; docs/design.md) or stage I's.
+    c.train.use_synthesized_parsing = False
     return c

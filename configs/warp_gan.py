@@ -1,7 +1,8 @@
 """Warp-GAN: coarse image from warped clothes, clothes-free reference, pose and parsing.
 
-Loss (design note Q1): adversarial 1, perceptual 10, feature matching 10 (first three D
-layers), L1 1, plus L1 of the parsing matcher's warped reference parsing to the target parsing.
+Loss (docs/design.md, "Loss weights"): adversarial 1, perceptual 10, feature matching 10 (first
+three D layers), L1 1, plus L1 of the parsing matcher's warped reference parsing to the target
+parsing.
 
     python -m mgvton_jax.train --config configs/warp_gan.py[:tiny] --workdir W
 """
@@ -16,8 +17,8 @@ def get_config(variant: str = "full"):
     c.loss.adversarial = 1.0
     c.loss.perceptual = 10.0
     c.loss.feature_matching = 10.0
-    c.loss.feature_matching_layers = 3
     # Tiny configs use random VGG weights (a weak perceptual signal): more L1 instead.
     c.loss.l1 = 1.0 if variant == "full" else 10.0
     c.loss.parsing_match = 1.0
+    c.loss_options.feature_matching_layers = 3
     return c

@@ -1,16 +1,26 @@
 """Configuration shared by every stage; the stage files in `configs/` build on `base_config`.
 
 A config is an `ml_collections.ConfigDict`:
-- stage, variant ("full": paper sizes; "tiny": 64x48, narrow widths, for CPU), image_size, seed;
+- stage (a name in `mgvton_jax.stages.PIPELINE`), variant ("full": paper sizes; "tiny":
+  64x48, narrow widths, for CPU), image_size, seed;
 - data: data_dir ("" = the synthetic MPV set, written and built under the workdir),
   synthetic_people, flip_probability, workers, clothes_labels;
-- model: network sizes (`mgvton_jax.models.presets`);
+- model: one section per network kind, passed to its constructor as keywords
+  (`Network.build` in `mgvton_jax.stages.base`; fields below);
 - train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2/adam_eps,
-  gan_loss, compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints;
-- loss: the stage's loss weights;
+  compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints;
+- loss: the stage's loss weights, one per loss term (no other fields);
+- loss_options: gan ("vanilla" | "lsgan" | "hinge") and the stage's other loss settings;
 - perceptual: VGG19 weights file (`python -m mgvton_jax.tools.convert_vgg19`), or random
   weights where `allow_random` (tiny only: a stand-in that keeps the pipeline runnable);
 - frozen: where earlier stages' runs live ("" = the same workdir).
+
+Model sections: parsing, refine (ResnetGenerator): ngf, n_downsample, n_blocks,
+convs_per_block, norm ("batch" | "instance" | "none"); warp_gan: those plus matcher_ngf,
+matcher_n_layers, matcher_norm, grid_size; discriminator: ndf, n_layers, num_d, norm; gmm:
+ngf, n_layers, grid_size, norm. "full" is the paper's sizes (docs/design.md); "tiny" has 8
+filters, 2 residual blocks, D 2 layers, and 2-layer GMM / matcher feature extractors so that
+64x48 inputs still leave a non-empty regression map.
 """
 
 from __future__ import annotations
@@ -21,16 +31,30 @@ import os
 import ml_collections
 
 from mgvton_jax import constants
-from mgvton_jax.models.presets import VARIANTS, model_config
 
-STAGES = ("parsing", "gmm", "warp_gan", "refine")
+VARIANTS = ("full", "tiny")
 TINY_IMAGE_SIZE = (64, 48)
+
+
+def model_config(variant: str) -> ml_collections.ConfigDict:
+    """The network sizes of `variant` (sections and fields: module docstring)."""
+    full = variant == "full"
+    width = 64 if full else 8
+    generator = dict(ngf=width, n_downsample=3, n_blocks=9 if full else 2, convs_per_block=2,
+                     norm="batch")
+    matcher_layers = 3 if full else 2
+    return ml_collections.ConfigDict(dict(
+        parsing=dict(generator),
+        refine=dict(generator),
+        warp_gan=dict(generator, matcher_ngf=width, matcher_n_layers=matcher_layers,
+                      matcher_norm="batch", grid_size=5),
+        discriminator=dict(ndf=width, n_layers=3 if full else 2, num_d=2, norm="instance"),
+        gmm=dict(ngf=width, n_layers=matcher_layers, grid_size=5, norm="batch"),
+    ))
 
 
 def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
     """Defaults common to all stages, for `variant` in ("full", "tiny")."""
-    if stage not in STAGES:
-        raise ValueError(f"stage {stage!r} is not one of {STAGES}")
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
     full = variant == "full"
@@ -55,7 +79,6 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
         b1=0.5,
         b2=0.999,
         adam_eps=1e-8,
-        gan_loss="vanilla",
         compute_dtype="float32",  # or "bfloat16": activations; parameters stay float32
         remat=False,  # recompute residual blocks in the backward pass to save memory
         log_every=50 if full else 10,
@@ -64,6 +87,7 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
         keep_checkpoints=3,
     ))
     c.loss = ml_collections.ConfigDict()
+    c.loss_options = ml_collections.ConfigDict(dict(gan="vanilla"))
     c.perceptual = ml_collections.ConfigDict(dict(
         weights_path="",
         allow_random=not full,

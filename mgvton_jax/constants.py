@@ -22,9 +22,8 @@ LIP_LABELS = (
     "socks", "pants", "jumpsuits", "scarf", "skirt", "face", "left_arm", "right_arm",
     "left_leg", "right_leg", "left_shoe", "right_shoe",
 )
-# CIHP (used by the JDAI MPV release) is identical but for label 10.
-CIHP_LABELS = LIP_LABELS[:10] + ("torso_skin",) + LIP_LABELS[11:]
-LABEL_SETS = {"lip": LIP_LABELS, "cihp": CIHP_LABELS}
+# CIHP parsings (the JDAI MPV release) use the same ids; only id 10 differs (torso skin, not
+# jumpsuits), and no rule here treats id 10 specially, so both are read alike (docs/design.md).
 NUM_LABELS = len(LIP_LABELS)
 
 # LIP colour table (RGB per label), for pictures only: label PNGs are read as indices.

@@ -1,4 +1,4 @@
-"""MG-VTON training losses as pure jnp functions (spec sections 1.2-1.5, 3.8, 4.3, Q1, Q2, Q8).
+"""MG-VTON training losses as pure jnp functions, and their weighted sum (docs/design.md).
 
 Every loss returns a scalar. Reductions are means over all elements unless a docstring says
 otherwise. GAN and cross-entropy losses compute in float32 (safe under bfloat16 activations); the
@@ -13,7 +13,7 @@ intermediate features):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -257,3 +257,18 @@ def grid_gic_loss(grid: jax.Array) -> jax.Array:
     to_down = jnp.abs(grid_y[:, 2:, 1:-1] - centre_y)
     total = jnp.sum(jnp.abs(to_left - to_right)) + jnp.sum(jnp.abs(to_up - to_down))
     return total / (batch * height * width)
+
+
+def weighted_sum(weights: Mapping[str, float], terms: Mapping[str, jax.Array]) -> jax.Array:
+    """sum_k weights[k] * terms[k], for a stage's config.loss section and its loss terms.
+
+    Raises:
+      ValueError: a weight names no term (e.g. a typo in --config.loss.x) or a term has no
+        weight (a config file that forgot one); the message lists both.
+    """
+    unweighted, unused = sorted(set(terms) - set(weights)), sorted(set(weights) - set(terms))
+    if unweighted or unused:
+        raise ValueError(
+            f"loss weights and terms differ: terms without a weight {unweighted}, weights "
+            f"without a term {unused}; the terms are {sorted(terms)}")
+    return sum(weights[name] * value for name, value in terms.items())

@@ -3,7 +3,7 @@
     python -m mgvton_jax.train --config configs/STAGE.py[:tiny] --workdir W [--config.x=y]
     python -m mgvton_jax.train --config configs/pipeline.py:tiny --workdir W   # all four
 
-STAGE is parsing, gmm, warp_gan or refine; W/STAGE holds that stage's checkpoints,
+STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE holds that stage's checkpoints,
 config.json, metrics.jsonl and samples/. Rerunning a command resumes it. Multi-host: call
 with --coordinator_address/--num_processes/--process_id, or with --distributed on a TPU pod
 or under SLURM, where JAX finds the other processes itself (see launch/).
@@ -12,12 +12,14 @@ or under SLURM, where JAX finds the other processes itself (see launch/).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mgvton_jax.config_lib import STAGES
+from mgvton_jax import stages
+from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
 
@@ -44,6 +46,16 @@ def initialize_distributed() -> None:
               f"{jax.local_device_count()} local devices of {jax.device_count()}", flush=True)
 
 
+def dataset_for(config, workdir: str) -> Path:
+    """config.data.data_dir (checked), or the synthetic set written and built under W/data."""
+    if config.data.data_dir:
+        return build.built_dataset(config.data.data_dir)
+    if jax.process_count() > 1:
+        raise DataError("multi-process runs need a built data set: set --config.data.data_dir")
+    return build.synthetic_dataset(Path(workdir) / "data", config.data.synthetic_people,
+                                   config.seed)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -51,11 +63,13 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     initialize_distributed()
     config = _CONFIG.value
-    configs = [config.stages[stage] for stage in STAGES] if "stages" in config else [config]
+    configs = ([config.stages[name] for name in stages.PIPELINE if name in config.stages]
+               if "stages" in config else [config])
     try:
         for stage_config in configs:
-            loop.train_stage(stage_config, _WORKDIR.value)
-    except (DataError, FileNotFoundError, loop.StageMissingError,
+            loop.train_stage(stage_config, _WORKDIR.value,
+                             dataset_for(stage_config, _WORKDIR.value))
+    except (DataError, FileNotFoundError, stages.StageMissingError,
             loop.NonFiniteLossError) as err:  # the message says what to do; no traceback
         raise SystemExit(f"error: {err}") from None
 

@@ -66,7 +66,7 @@ def test_viton_pairs_are_pose_fixed():
 @needs_real_samples
 def test_jdai_layout_finds_flat_files_from_pid_paths():
     source = layouts.open_source(JDAI)
-    assert source.layout.name == "mpv_jdai" and source.layout.label_set == "cihp"
+    assert source.layout.name == "mpv_jdai"
     entry = "1LJ21D005/1LJ21D005-G11@10=person_half_front.jpg"
     layout = source.layout
     assert layout.find(layouts.PERSON, entry, "train").parent == JDAI / "images"

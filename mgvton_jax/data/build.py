@@ -1,6 +1,6 @@
 """Builds the array_record data set from a try-on data directory, with a report of skips.
 
-    python -m mgvton_jax.data.build --mpv-dir DIR --data-dir OUT [--pair-list F] [--label-set cihp]
+    python -m mgvton_jax.data.build --mpv-dir DIR --data-dir OUT [--pair-list F]
 
 DIR may be in the MPV, JDAI-MPV or VITON layout (see `layouts`). Triplets whose files are
 missing or unreadable are skipped; each is listed with its reason in
@@ -16,24 +16,21 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from mgvton_jax import constants
-from mgvton_jax.data import readers, tfds_builder
+from mgvton_jax.data import readers, synth, tfds_builder
 
 REPORT_NAME = "build_report"
 
 
 def build_dataset(mpv_dir: str | os.PathLike, data_dir: str | os.PathLike,
-                  pair_list: str | None = None, label_set: str | None = None,
-                  progress: bool = True) -> dict:
+                  pair_list: str | None = None, progress: bool = True) -> dict:
     """Builds `mpv_triplets` into data_dir and writes the build report next to it.
 
     Returns:
-      The report: layout, label_set, written (per split), skipped [(split, key, reason)],
+      The report: layout, written (per split), skipped [(split, key, reason)],
       notes, and the dataset directory.
     """
     builder = tfds_builder.MpvTriplets(data_dir=str(data_dir), file_format="array_record",
-                                       pair_list=pair_list, label_set=label_set,
-                                       progress=progress)
+                                       pair_list=pair_list, progress=progress)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(mpv_dir)))
     if builder.source is None:  # already built: nothing was generated
@@ -41,7 +38,6 @@ def build_dataset(mpv_dir: str | os.PathLike, data_dir: str | os.PathLike,
     report = {
         "mpv_dir": str(mpv_dir),
         "layout": builder.source.layout.name,
-        "label_set": builder.source.layout.label_set,
         "pair_lists": [str(p) for p in builder.source.pair_files],
         "written": dict(builder.log.written),
         "skipped": builder.log.skipped,
@@ -68,20 +64,50 @@ def read_report(data_dir: str | os.PathLike) -> dict:
     return json.loads((dataset_dir(data_dir) / f"{REPORT_NAME}.json").read_text())
 
 
+def built_dataset(data_dir: str | os.PathLike) -> Path:
+    """data_dir, checked to hold a built data set.
+
+    Raises:
+      DataError: it does not; the message gives the command that builds one.
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / tfds_builder.NAME).is_dir():
+        raise readers.DataError(
+            f"{data_dir}: no built data set; build it with python -m mgvton_jax.data.build "
+            f"--mpv-dir YOUR_MPV_DIR --data-dir {data_dir}")
+    return data_dir
+
+
+def synthetic_dataset(root: str | os.PathLike, people: int, seed: int = 0) -> Path:
+    """The built data set of `people` synthetic people under root, written on first use.
+
+    root/synthetic_mpv_<people>/ holds the MPV-layout files (finished when `.complete`
+    exists), root/tfds_<people>/ the built data set, whose directory is returned.
+    """
+    root = Path(root)
+    raw = root / f"synthetic_mpv_{people}"
+    if not (raw / ".complete").exists():
+        print(f"writing {people} synthetic people to {raw}", flush=True)
+        synth.write_synthetic_mpv(raw, people, seed=seed, progress=True)
+        (raw / ".complete").touch()
+    data_dir = root / f"tfds_{people}"
+    if not (data_dir / tfds_builder.NAME).is_dir():
+        build_dataset(raw, data_dir)
+    return data_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mpv-dir", required=True,
                         help="data set directory (MPV, JDAI-MPV or VITON layout)")
     parser.add_argument("--data-dir", required=True, help="output directory for the data set")
     parser.add_argument("--pair-list", help="MPV pair-list file (default: found in --mpv-dir)")
-    parser.add_argument("--label-set", choices=sorted(constants.LABEL_SETS),
-                        help="parser labels (default: from the layout)")
     args = parser.parse_args(argv)
     try:
-        report = build_dataset(args.mpv_dir, args.data_dir, args.pair_list, args.label_set)
+        report = build_dataset(args.mpv_dir, args.data_dir, args.pair_list)
     except readers.DataError as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"layout {report['layout']} (labels {report['label_set']}); written "
+    print(f"layout {report['layout']}; written "
           f"{report['written']}; skipped {len(report['skipped'])}; notes "
           f"{len(report['notes'])}; report: {report['dataset_dir']}/{REPORT_NAME}.txt")
 

@@ -34,7 +34,6 @@ MODEL_INPUT_CHANNELS = {
     "hair_mask": 1,  # {0, 1}, from the reference parsing
     "face_mask": 1,  # {0, 1}, from the reference parsing
     "body_shape": 1,  # [0, 1], blurred reference silhouette
-    "target_body_shape": 1,  # [0, 1], blurred target silhouette (GMM input, design Q7)
     "reference_parsing": constants.NUM_LABELS,  # one-hot
     "target_parsing": constants.NUM_LABELS,  # one-hot, the stage-I ground truth
     "reference_without_clothes": 3,  # [-1, 1], clothes pixels set to 0
@@ -172,7 +171,7 @@ def model_inputs(raw: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LA
 
     Args:
       raw: a decoded (optionally flipped) example.
-      clothes_labels: labels removed from the reference image (design note Q10).
+      clothes_labels: labels removed from the reference image (docs/design.md).
     """
     reference = _to_signed(raw["reference_image"])
     ref_parsing, target_parsing = raw["reference_parsing"], raw["target_parsing"]
@@ -186,7 +185,6 @@ def model_inputs(raw: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LA
         "hair_mask": rep.label_mask(ref_parsing, constants.HAIR_LABELS),
         "face_mask": rep.label_mask(ref_parsing, constants.FACE_LABELS),
         "body_shape": rep.body_shape_mask(ref_parsing),
-        "target_body_shape": rep.body_shape_mask(target_parsing),
         "reference_parsing": rep.one_hot_parsing(ref_parsing),
         "target_parsing": rep.one_hot_parsing(target_parsing),
         "reference_without_clothes": rep.remove_clothes(reference, ref_parsing, clothes_labels),

@@ -5,7 +5,7 @@ Known layouts (`detect_layout` tells them apart):
   `all/<PID>/<clothes>_mask.jpg`, `all_parsing/<PID>/<name>.png` (LIP),
   `all_person_clothes_keypoints/<PID>/<name>_keypoints.json`, `all_poseA_poseB_clothes*.txt`.
 - `mpv_jdai`: the JDAI-CV re-organisation: `images/`, `cloth_image/`, `cloth_mask/<c>_mask.png`,
-  `parse_cihp/` (CIHP labels: 10 = torso skin), `pose_coco/`, `data_pair.txt`; files may sit
+  `parse_cihp/` (CIHP labels, read as LIP ids: docs/design.md), `pose_coco/`, `data_pair.txt`; files may sit
   flat although the pair list names them `<PID>/<name>.jpg`, or under `train/`/`val/`.
 - `viton`: CP-VTON's VITON: `{train,test}/{image,cloth,cloth-mask,image-parse,pose}` and
   `{train,test}_pairs.txt` (one photo per person: pose-fixed try-on).
@@ -13,12 +13,10 @@ Known layouts (`detect_layout` tells them apart):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mgvton_jax import constants
 from mgvton_jax.data import pairs
 from mgvton_jax.data.readers import DataError
 
@@ -36,7 +34,6 @@ class Layout:
 
     name: str
     root: Path
-    label_set: str
     folders: dict[str, tuple[str, ...]]
     templates: dict[str, tuple[str, ...]]
     split_folders: bool  # folders hold train/ and test/ (or val/) sub-folders
@@ -75,7 +72,6 @@ def _mpv(root: Path) -> Layout:
     return Layout(
         name="mpv",
         root=root,
-        label_set="lip",
         folders={
             PERSON: ("all",), CLOTHES: ("all",), CLOTHES_MASK: ("all",),
             PARSING: ("all_parsing",), KEYPOINTS: ("all_person_clothes_keypoints",),
@@ -89,7 +85,6 @@ def _mpv_jdai(root: Path) -> Layout:
     return Layout(
         name="mpv_jdai",
         root=root,
-        label_set="cihp",
         folders={
             PERSON: ("images",), CLOTHES: ("cloth_image", "images"),
             CLOTHES_MASK: ("cloth_mask",), PARSING: ("parse_cihp",), KEYPOINTS: ("pose_coco",),
@@ -103,7 +98,6 @@ def _viton(root: Path) -> Layout:
     return Layout(
         name="viton",
         root=root,
-        label_set="lip",
         folders={
             PERSON: ("image",), CLOTHES: ("cloth",), CLOTHES_MASK: ("cloth-mask",),
             PARSING: ("image-parse",), KEYPOINTS: ("pose",),
@@ -131,14 +125,13 @@ class Source:
     pair_files: list[Path]
 
 
-def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = None,
-                label_set: str | None = None) -> Source:
+def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = None
+                ) -> Source:
     """Detects the layout under `root` and reads its pair list(s).
 
     Args:
       root: data set directory (see the module docstring for the layouts).
       pair_list: explicit MPV pair-list file; default: the one found in `root`.
-      label_set: "lip" or "cihp" to override the layout's parser labels.
     Raises:
       DataError: unknown layout, or several candidate pair lists and none chosen.
     """
@@ -163,7 +156,7 @@ def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = N
                 result.triplets += read.triplets
                 result.bad_lines += read.bad_lines
                 files.append(path)
-        return Source(_with_label_set(layout, label_set), result, files)
+        return Source(layout, result, files)
     else:
         raise DataError(
             f"{root}: unknown data set layout. Expected MPV (all/, all_parsing/, "
@@ -178,12 +171,5 @@ def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = N
             f"{root}: expected one pair list, found {[str(f) for f in found] or 'none'}; "
             "name one with --pair-list"
         )
-    return Source(_with_label_set(layout, label_set), pairs.read_mpv_pairs(found[0]), found)
+    return Source(layout, pairs.read_mpv_pairs(found[0]), found)
 
-
-def _with_label_set(layout: Layout, label_set: str | None) -> Layout:
-    if label_set is None:
-        return layout
-    if label_set not in constants.LABEL_SETS:
-        raise ValueError(f"label_set {label_set!r} must be one of {list(constants.LABEL_SETS)}")
-    return dataclasses.replace(layout, label_set=label_set)

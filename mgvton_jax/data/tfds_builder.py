@@ -39,10 +39,8 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
         "python -m mgvton_jax.data.build --mpv-dir DIR --data-dir OUT"
     )
 
-    def __init__(self, *, pair_list: str | None = None, label_set: str | None = None,
-                 progress: bool = True, **kwargs):
+    def __init__(self, *, pair_list: str | None = None, progress: bool = True, **kwargs):
         self._pair_list = pair_list
-        self._label_set = label_set
         self._progress = progress
         self.log = BuildLog()
         self.source: layouts.Source | None = None
@@ -63,7 +61,7 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        self.source = layouts.open_source(dl_manager.manual_dir, self._pair_list, self._label_set)
+        self.source = layouts.open_source(dl_manager.manual_dir, self._pair_list)
         for bad in self.source.pair_list.bad_lines:
             self.log.skipped.append(
                 ("pair list", f"{bad.path}:{bad.line_number}: {bad.text!r}", bad.reason))

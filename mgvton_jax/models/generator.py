@@ -1,6 +1,6 @@
 """ResNet-like encoder / residual trunk / decoder generator (pix2pixHD GlobalGenerator).
 
-Spec 1.6, 4.1, Q3-Q5. Layout for ngf=64, n_downsample=3, n_blocks=9 (the paper's sizes):
+docs/design.md, "Generators". Layout for ngf=64, n_downsample=3, n_blocks=9 (the paper's sizes):
 reflect-pad 3 + 7x7 conv -> 64, norm, ReLU; 3 x [3x3 conv stride 2 (zero pad 1), norm, ReLU]
 64 -> 128 -> 256 -> 512; 9 residual blocks at 512; 3 x [`UpConv` x2, norm, ReLU]
 512 -> 256 -> 128 -> 64; reflect-pad 3 + 7x7 conv -> out_channels; output activation.
@@ -26,12 +26,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from mgvton_jax.constants import NUM_KEYPOINTS, NUM_LABELS
 from mgvton_jax.models.layers import Conv, NormKind, UpConv, make_norm
 
 RGB_CHANNELS = 3
-# Stage I input: hair mask, face mask, body shape, clothes RGB, target pose heatmaps.
-PARSING_IN_CHANNELS = 1 + 1 + 1 + RGB_CHANNELS + NUM_KEYPOINTS
 
 OutActivation = Literal["tanh", "sigmoid", "none"]
 
@@ -94,7 +91,7 @@ class ResnetBlock(nnx.Module):
     """Residual block at constant width: out = x + F(x), (B, h, w, C) -> (B, h, w, C).
 
     F = convs_per_block x [reflect-pad 1, 3x3 conv, norm, ReLU], without the last ReLU
-    (2 convs = pix2pixHD, 3 = the paper's wording, spec Q4). Computes in `dtype`.
+    (2 convs = pix2pixHD, 3 = the paper's wording). Computes in `dtype`.
     """
 
     def __init__(
@@ -200,6 +197,29 @@ class Decoder(nnx.Module):
         return OUT_ACTIVATIONS[self.out_activation](self.layers(x).astype(jnp.float32))
 
 
+def trunk_and_decoder(
+    channels: int,
+    out_channels: int,
+    *,
+    ngf: int,
+    n_downsample: int,
+    n_blocks: int,
+    convs_per_block: int,
+    norm: NormKind,
+    out_activation: OutActivation,
+    dtype: DTypeLike,
+    remat: bool,
+    rngs: nnx.Rngs,
+) -> tuple[ResidualTrunk, Decoder]:
+    """The back half every generator shares: a `ResidualTrunk` at the bottleneck width
+    `channels`, then a `Decoder` to out_channels at full resolution."""
+    trunk = ResidualTrunk(channels, n_blocks=n_blocks, convs_per_block=convs_per_block,
+                          norm=norm, dtype=dtype, remat=remat, rngs=rngs)
+    decoder = Decoder(out_channels, ngf=ngf, n_downsample=n_downsample, norm=norm,
+                      out_activation=out_activation, dtype=dtype, rngs=rngs)
+    return trunk, decoder
+
+
 class ResnetGenerator(nnx.Module):
     """pix2pixHD GlobalGenerator: (B, H, W, in_channels) -> (B, H, W, out_channels).
 
@@ -228,62 +248,12 @@ class ResnetGenerator(nnx.Module):
         self.encoder = Encoder(
             in_channels, ngf=ngf, n_downsample=n_downsample, norm=norm, dtype=dtype, rngs=rngs
         )
-        self.trunk = ResidualTrunk(
-            self.encoder.out_channels,
-            n_blocks=n_blocks,
-            convs_per_block=convs_per_block,
-            norm=norm,
-            dtype=dtype,
-            remat=remat,
-            rngs=rngs,
-        )
-        self.decoder = Decoder(
-            out_channels,
-            ngf=ngf,
-            n_downsample=n_downsample,
-            norm=norm,
-            out_activation=out_activation,
-            dtype=dtype,
-            rngs=rngs,
-        )
+        self.trunk, self.decoder = trunk_and_decoder(
+            self.encoder.out_channels, out_channels, ngf=ngf, n_downsample=n_downsample,
+            n_blocks=n_blocks, convs_per_block=convs_per_block, norm=norm,
+            out_activation=out_activation, dtype=dtype, remat=remat, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, H, W, in_channels) float -> (B, H, W, out_channels) float32."""
         check_spatial_size(x.shape[1], x.shape[2], self.n_downsample)
         return self.decoder(self.trunk(self.encoder(x)))
-
-
-class ParsingGenerator(ResnetGenerator):
-    """Stage I conditional parsing generator (spec 1.2): 24 channels in, 20 logits out.
-
-    Input channel order (B, H, W, 24): hair mask 1, face mask 1, body shape 1 (all from the
-    reference image, values in [0, 1]), clothes RGB 3 (in [-1, 1]), target-pose heatmaps 18
-    (COCO-18 order, {0, 1}). Output (B, H, W, 20) float32: unnormalised logits over the LIP
-    labels. `dtype` and `remat` as `ResnetGenerator`.
-    """
-
-    def __init__(
-        self,
-        *,
-        ngf: int = 64,
-        n_downsample: int = 3,
-        n_blocks: int = 9,
-        convs_per_block: int = 2,
-        norm: NormKind = "batch",
-        dtype: DTypeLike = jnp.float32,
-        remat: bool = False,
-        rngs: nnx.Rngs,
-    ):
-        super().__init__(
-            PARSING_IN_CHANNELS,
-            NUM_LABELS,
-            ngf=ngf,
-            n_downsample=n_downsample,
-            n_blocks=n_blocks,
-            convs_per_block=convs_per_block,
-            norm=norm,
-            out_activation="none",
-            dtype=dtype,
-            remat=remat,
-            rngs=rngs,
-        )

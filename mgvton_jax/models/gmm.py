@@ -1,4 +1,4 @@
-"""Mask-based geometric matching module (spec 1.3, 3.5, Q7): CP-VTON's GMM.
+"""Mask-based geometric matching module: CP-VTON's GMM (docs/design.md, "GMM").
 
 Two feature extractors (no weight sharing) -> per-location L2 normalisation -> correlation
 volume -> regression of the 2*G*G TPS control-point offsets (tanh). The trainer turns theta
@@ -172,17 +172,17 @@ class ParameterRegressor(nnx.Module):
 class GeometricMatcher(nnx.Module):
     """CP-VTON GMM: (stream A, stream B) -> TPS offsets theta (B, 2*G*G) in [-1, 1].
 
-    Stream A (B, H, W, in_channels_a): the person side, by default 2 channels = [body shape,
-    clothes-region mask of the parsing], values in [0, 1]. Stream B (B, H, W, in_channels_b):
-    the clothes side, by default the clothes mask (1 channel). theta warps stream B onto
+    Stream A (B, H, W, in_channels_a): the person side (the stage gives 2 channels = [body
+    shape, clothes-region mask of the parsing], values in [0, 1]). Stream B (B, H, W,
+    in_channels_b): the clothes side (the clothes mask, 1 channel). theta warps stream B onto
     stream A (via `tps_grid` + `grid_sample`). (H, W) must equal `image_size`. `dtype` is the
     compute dtype; theta is float32.
     """
 
     def __init__(
         self,
-        in_channels_a: int = 2,
-        in_channels_b: int = 1,
+        in_channels_a: int,
+        in_channels_b: int,
         *,
         image_size: tuple[int, int] = IMAGE_SIZE,
         ngf: int = 64,

@@ -1,4 +1,4 @@
-"""Warp-GAN generator (spec 1.4, Q9): bottleneck-feature warping with affine + TPS.
+"""Warp-GAN generator: bottleneck-feature warping with affine + TPS (docs/design.md).
 
 Our reading of the paper and of Soft-Gated Warping-GAN (the exact formulas are not published):
 
@@ -11,11 +11,11 @@ Our reading of the paper and of Soft-Gated Warping-GAN (the exact formulas are n
      offsets theta (2*G*G, tanh) are regressed from corr(S_t, affine-warped S_ref).
    Both regressors' last Linear starts at zero, so an untrained matcher is the identity warp.
    The full sampling grid is Affine(TPS(p)) (`compose_affine_tps`): it maps S_ref onto S_t.
-2. Reference encoder on [reference image without clothes 3, S_ref 20] = 23 channels down to
-   the bottleneck (H/2^n, W/2^n, C = ngf * 2^n); its features are warped with that grid built
+2. Reference encoder on its input (the stage gives [reference image without clothes 3,
+   S_ref 20] = 23 channels) down to the bottleneck (H/2^n, W/2^n, C = ngf * 2^n); its features are warped with that grid built
    at bottleneck resolution (same normalised coordinates), zero padding.
-3. Main encoder on [warped clothes 3, reference without clothes 3, target pose 18,
-   S_t 20] = 44 channels, to the same bottleneck shape.
+3. Main encoder on its input (the stage gives [warped clothes 3, reference without clothes 3,
+   target pose 18, S_t 20] = 44 channels), to the same bottleneck shape.
 4. Soft gate (per location and channel): gate = sigmoid(conv1x1([main, warped_ref]))
    (2C -> C), merged = main + gate * conv1x1(warped_ref) (C -> C).
 5. `ResidualTrunk` + `Decoder` (generator.py) -> RGB in [-1, 1] (tanh).
@@ -38,13 +38,12 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from mgvton_jax.constants import IMAGE_SIZE, NUM_KEYPOINTS, NUM_LABELS
+from mgvton_jax.constants import IMAGE_SIZE, NUM_LABELS
 from mgvton_jax.models.generator import (
     RGB_CHANNELS,
-    Decoder,
     Encoder,
-    ResidualTrunk,
     check_spatial_size,
+    trunk_and_decoder,
 )
 from mgvton_jax.models.gmm import (
     FeatureExtractor,
@@ -59,9 +58,6 @@ from mgvton_jax.ops.warp import affine_grid, compose_affine_tps, grid_sample
 # Row-major 2x3 identity matrix in the layout of `mgvton_jax.ops.warp.apply_affine`.
 IDENTITY_AFFINE = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 AFFINE_PARAMS = len(IDENTITY_AFFINE)
-
-REF_ENCODER_IN_CHANNELS = RGB_CHANNELS + NUM_LABELS
-MAIN_ENCODER_IN_CHANNELS = RGB_CHANNELS + RGB_CHANNELS + NUM_KEYPOINTS + NUM_LABELS
 
 
 class ParsingMatch(NamedTuple):
@@ -119,29 +115,13 @@ class ParsingMatcher(nnx.Module):
             in_channels, ngf=ngf, n_layers=n_layers, norm=norm, dtype=dtype, rngs=rngs
         )
         feature_size = self.extractor.output_size(*self.image_size)
+        regressor_args = dict(feature_size=feature_size, ngf=ngf, norm=norm,
+                              zero_init_output=True, dtype=dtype, rngs=rngs)
         volume_channels = feature_size[0] * feature_size[1]
         self.affine_regressor = ParameterRegressor(
-            volume_channels,
-            AFFINE_PARAMS,
-            feature_size=feature_size,
-            ngf=ngf,
-            norm=norm,
-            out_activation="none",
-            zero_init_output=True,
-            dtype=dtype,
-            rngs=rngs,
-        )
+            volume_channels, AFFINE_PARAMS, out_activation="none", **regressor_args)
         self.tps_regressor = ParameterRegressor(
-            volume_channels,
-            2 * grid_size * grid_size,
-            feature_size=feature_size,
-            ngf=ngf,
-            norm=norm,
-            out_activation="tanh",
-            zero_init_output=True,
-            dtype=dtype,
-            rngs=rngs,
-        )
+            volume_channels, 2 * grid_size * grid_size, out_activation="tanh", **regressor_args)
 
     def _features(self, parsing: jax.Array) -> jax.Array:
         """(B, H, W, in_channels) -> L2-normalised (B, h, w, C) features."""
@@ -185,16 +165,20 @@ class SoftGate(nnx.Module):
 class WarpGANGenerator(nnx.Module):
     """Stage II generator: coarse try-on image from warped clothes, reference, pose, parsings.
 
-    Inputs (all (B, H, W, .), H, W multiples of 2**n_downsample and equal to image_size):
-    warped clothes 3 ([-1, 1]), reference image without clothes 3 ([-1, 1]), target pose 18,
-    synthesized target parsing S_t 20, reference parsing S_ref 20 (one-hot). Channel counts:
-    reference encoder 23 -> C, main encoder 44 -> C, C = ngf * 2**n_downsample (512 at full
-    size), bottleneck (H / 2**n_downsample, W / 2**n_downsample), output 3 (tanh), float32.
-    `dtype` is the compute dtype of every sub-network; `remat` rematerialises the trunk.
+    Inputs (all (B, H, W, .), H, W multiples of 2**n_downsample and equal to image_size): the
+    main encoder's input (main_channels), the reference encoder's input (reference_channels),
+    the synthesized target parsing S_t and the reference parsing S_ref (parsing_channels each;
+    one-hot or probabilities). Both encoders go to C = ngf * 2**n_downsample channels (512 at
+    full size) at the bottleneck (H / 2**n_downsample, W / 2**n_downsample); the output is RGB
+    (tanh), float32. `dtype` is the compute dtype of every sub-network; `remat`
+    rematerialises the trunk.
     """
 
     def __init__(
         self,
+        main_channels: int,
+        reference_channels: int,
+        parsing_channels: int = NUM_LABELS,
         *,
         image_size: tuple[int, int] = IMAGE_SIZE,
         ngf: int = 64,
@@ -213,7 +197,7 @@ class WarpGANGenerator(nnx.Module):
         self.n_downsample = n_downsample
         self.grid_size = grid_size
         self.matcher = ParsingMatcher(
-            NUM_LABELS,
+            parsing_channels,
             image_size=image_size,
             ngf=matcher_ngf,
             n_layers=matcher_n_layers,
@@ -223,28 +207,14 @@ class WarpGANGenerator(nnx.Module):
             rngs=rngs,
         )
         encoder_args = dict(ngf=ngf, n_downsample=n_downsample, norm=norm, dtype=dtype, rngs=rngs)
-        self.ref_encoder = Encoder(REF_ENCODER_IN_CHANNELS, **encoder_args)
-        self.main_encoder = Encoder(MAIN_ENCODER_IN_CHANNELS, **encoder_args)
+        self.ref_encoder = Encoder(reference_channels, **encoder_args)
+        self.main_encoder = Encoder(main_channels, **encoder_args)
         channels = self.main_encoder.out_channels
         self.gate = SoftGate(channels, dtype=dtype, rngs=rngs)
-        self.trunk = ResidualTrunk(
-            channels,
-            n_blocks=n_blocks,
-            convs_per_block=convs_per_block,
-            norm=norm,
-            dtype=dtype,
-            remat=remat,
-            rngs=rngs,
-        )
-        self.decoder = Decoder(
-            RGB_CHANNELS,
-            ngf=ngf,
-            n_downsample=n_downsample,
-            norm=norm,
-            out_activation="tanh",
-            dtype=dtype,
-            rngs=rngs,
-        )
+        self.trunk, self.decoder = trunk_and_decoder(
+            channels, RGB_CHANNELS, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks,
+            convs_per_block=convs_per_block, norm=norm, out_activation="tanh", dtype=dtype,
+            remat=remat, rngs=rngs)
 
     def warp_features(self, features: jax.Array, affine: jax.Array, theta: jax.Array) -> jax.Array:
         """Warps (B, h, w, C) features by Affine(TPS(p)) at their own resolution, zero padding."""
@@ -256,38 +226,17 @@ class WarpGANGenerator(nnx.Module):
         warped = warp_affine_tps(ref_parsing, affine, theta, self.grid_size, padding="zeros")
         return ParsingMatch(affine, theta, warped)
 
-    def forward(
+    def __call__(
         self,
-        warped_clothes: jax.Array,
-        ref_without_clothes: jax.Array,
-        target_pose: jax.Array,
+        main_input: jax.Array,
+        reference_input: jax.Array,
         target_parsing: jax.Array,
         ref_parsing: jax.Array,
     ) -> WarpGANOutput:
-        """Image (B, H, W, 3) and the parsing match, from the inputs of the class docstring."""
-        check_spatial_size(warped_clothes.shape[1], warped_clothes.shape[2], self.n_downsample)
+        """Image (B, H, W, 3) in [-1, 1] and the parsing match (inputs: class docstring)."""
+        check_spatial_size(main_input.shape[1], main_input.shape[2], self.n_downsample)
         match = self.match_parsing(target_parsing, ref_parsing)
-        ref_features = self.ref_encoder(
-            jnp.concatenate([ref_without_clothes, ref_parsing], axis=-1)
-        )
-        warped_ref_features = self.warp_features(ref_features, match.affine, match.theta)
-        main_features = self.main_encoder(
-            jnp.concatenate(
-                [warped_clothes, ref_without_clothes, target_pose, target_parsing], axis=-1
-            )
-        )
-        merged = self.gate(main_features, warped_ref_features)
+        warped_ref_features = self.warp_features(
+            self.ref_encoder(reference_input), match.affine, match.theta)
+        merged = self.gate(self.main_encoder(main_input), warped_ref_features)
         return WarpGANOutput(self.decoder(self.trunk(merged)), match)
-
-    def __call__(
-        self,
-        warped_clothes: jax.Array,
-        ref_without_clothes: jax.Array,
-        target_pose: jax.Array,
-        target_parsing: jax.Array,
-        ref_parsing: jax.Array,
-    ) -> jax.Array:
-        """Image (B, H, W, 3) in [-1, 1]; see `forward` for the matcher outputs too."""
-        return self.forward(
-            warped_clothes, ref_without_clothes, target_pose, target_parsing, ref_parsing
-        ).image

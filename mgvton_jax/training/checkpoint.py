@@ -1,7 +1,10 @@
-"""Orbax checkpoints of one stage: train state, input-pipeline position and metadata.
+"""Orbax checkpoints of one stage: train state, inference networks, input position, metadata.
 
-On disk: STAGE_DIR/checkpoints/<step>/{state,data,meta}. Orbax finalises a step atomically,
-so a crash (even kill -9) mid-save leaves the previous complete step as the latest one.
+On disk: STAGE_DIR/checkpoints/<step>/{state,inference,data,meta}. `state` is everything a
+resumed run needs (networks and optimisers); `inference` holds only the parameters and
+BatchNorm statistics of the stage's inference networks, which is all that later stages,
+evaluation and try-on read. Orbax finalises a step atomically, so a crash (even kill -9)
+mid-save leaves the previous complete step as the latest one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class StageCheckpoints:
         self.directory = os.fspath(directory)
         self.manager = ocp.CheckpointManager(
             os.path.abspath(self.directory),
-            item_names=("state", "data", "meta"),
+            item_names=("state", "inference", "data", "meta"),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                  enable_async_checkpointing=True),
         )
@@ -28,10 +31,13 @@ class StageCheckpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: Any, data_iterator: Any, meta: dict) -> None:
-        """Starts an asynchronous save of (state pytree, grain iterator position, JSON meta)."""
+    def save(self, step: int, state: Any, inference: Any, data_iterator: Any, meta: dict
+             ) -> None:
+        """Starts an asynchronous save of (state pytree, inference networks pytree, grain
+        iterator position, JSON meta)."""
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
+            inference=ocp.args.StandardSave(inference),
             data=grain.checkpoint.CheckpointSave(data_iterator),
             meta=ocp.args.JsonSave(meta)), force=True)
 
@@ -43,6 +49,12 @@ class StageCheckpoints:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored.state, restored.meta
+
+    def restore_inference(self, step: int, target: Any) -> tuple[Any, dict]:
+        """(inference networks shaped like target, meta): reads nothing else of the step."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            inference=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        return restored.inference, restored.meta
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -1,13 +1,16 @@
-"""Trains one stage: data, networks, a jitted data-parallel step, checkpoints, logs, samples.
+"""Trains one stage: networks, a jitted data-parallel step, checkpoints, logs, samples.
 
 Data parallelism is `jax.jit` over a 1-D device mesh ("data"): the train state is replicated,
 the batch is split over devices, and XLA inserts the gradient all-reduces (the modern form of
-pmap data parallelism). BatchNorm statistics are therefore over the global batch.
+pmap data parallelism). BatchNorm statistics are therefore over the global batch. The earlier
+stages a stage needs are inference networks passed to the step as arguments, run by the same
+walk (`stages.run_stages`) as evaluation and try-on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import signal
@@ -24,16 +27,11 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mgvton_jax import visualize
-from mgvton_jax.data import build, pipeline, synth
-from mgvton_jax.data.readers import DataError
+from mgvton_jax import stages, visualize
+from mgvton_jax.data import pipeline
 from mgvton_jax.models import vgg
+from mgvton_jax.stages import StageMissingError
 from mgvton_jax.training.checkpoint import StageCheckpoints
-from mgvton_jax.training.stages import STAGES, Stage
-
-
-class StageMissingError(RuntimeError):
-    """An earlier stage this one needs has no checkpoint."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,78 +42,76 @@ def stage_dir(workdir: str | Path, stage: str) -> Path:
     return Path(workdir) / stage
 
 
-def ensure_dataset(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
-    """The built data set: config.data.data_dir, or the synthetic MPV set (made on first use).
+def load_inference_networks(name: str, directory: str | Path, variant: str = "VARIANT"
+                            ) -> tuple[dict[str, nnx.Module], dict]:
+    """The inference networks of the stage run in `directory` (WORKDIR/NAME), at its latest
+    checkpoint, rebuilt from its config.json; and that checkpoint's metadata.
 
+    Only the checkpoint's inference item is read (no discriminator, no optimiser state).
     Raises:
-      DataError: data_dir is given but holds no built data set.
+      StageMissingError: the directory holds no checkpoint; the message names the command
+        that trains the stage (`variant` fills its config suffix).
     """
-    if config.data.data_dir:
-        data_dir = Path(config.data.data_dir)
-        if not (data_dir / "mpv_triplets").is_dir():
-            raise DataError(
-                f"{data_dir}: no built data set; build it with python -m mgvton_jax.data.build "
-                f"--mpv-dir YOUR_MPV_DIR --data-dir {data_dir}")
-        return data_dir
-    if jax.process_count() > 1:
-        raise DataError("multi-process runs need a built data set: set --config.data.data_dir")
-    root = Path(workdir) / "data"
-    raw = root / f"synthetic_mpv_{config.data.synthetic_people}"
-    done = raw / ".complete"
-    if not done.exists():
-        print(f"writing {config.data.synthetic_people} synthetic people to {raw}", flush=True)
-        synth.write_synthetic_mpv(raw, config.data.synthetic_people, seed=config.seed,
-                                  progress=True)
-        done.touch()
-    data_dir = root / f"tfds_{config.data.synthetic_people}"
-    if not (data_dir / "mpv_triplets").is_dir():
-        build.build_dataset(raw, data_dir)
-    return data_dir
+    directory = Path(directory)
+    config_file, checkpoint_dir = directory / "config.json", directory / "checkpoints"
+    checkpoints = StageCheckpoints(checkpoint_dir) if config_file.exists() and \
+        checkpoint_dir.is_dir() else None
+    try:
+        step = checkpoints.latest_step() if checkpoints else None
+        if step is None:
+            raise StageMissingError(
+                f"{directory} has no checkpoint of the {name!r} stage. Train it first: python -m "
+                f"mgvton_jax.train --config configs/{name}.py:{variant} --workdir {directory.parent}")
+        config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+        networks = stages.build_networks(name, config, nnx.Rngs(config.seed),
+                                         only=stages.get(name).inference)
+        state = nnx.state(networks)
+        restored, meta = checkpoints.restore_inference(step, nnx.to_pure_dict(state))
+    finally:
+        if checkpoints:
+            checkpoints.close()
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(networks, state)
+    return networks, meta
 
 
-def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    """The trained inference networks of the earlier stages this stage needs.
+def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path
+                ) -> dict[str, dict[str, nnx.Module]]:
+    """{stage: inference networks} of the earlier stages config.stage needs for training.
 
-    Each earlier stage is rebuilt from the config.json of its run and restored from its latest
-    checkpoint in `config.frozen.workdir` (default: this workdir).
+    Each is read from config.frozen.workdir (default: this workdir) by
+    `load_inference_networks`; the error for a missing one names the stage that needs it.
     """
     frozen = {}
     root = Path(config.frozen.workdir or workdir)
-    for name in STAGES[config.stage].requires(config):
-        directory = stage_dir(root, name)
-        config_file, checkpoint_dir = directory / "config.json", directory / "checkpoints"
-        checkpoints = StageCheckpoints(checkpoint_dir) if config_file.exists() and \
-            checkpoint_dir.is_dir() else None
+    for name in stages.required_stages(config.stage, config):
         try:
-            step = checkpoints.latest_step() if checkpoints else None
-            if step is None:
-                raise StageMissingError(
-                    f"stage {config.stage!r} needs a trained {name!r} stage, but {directory} has "
-                    f"no checkpoint. Train it first: python -m mgvton_jax.train --config "
-                    f"configs/{name}.py:{config.variant} --workdir {root}")
-            earlier_config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-            modules, optimizers = _build(STAGES[name], earlier_config)
-            state = nnx.state((modules, optimizers))
-            restored, meta = checkpoints.restore(step, nnx.to_pure_dict(state))
-        finally:
-            if checkpoints:
-                checkpoints.close()
-        nnx.replace_by_pure_dict(state, restored)
-        nnx.update((modules, optimizers), state)
+            frozen[name], meta = load_inference_networks(name, stage_dir(root, name),
+                                                         config.variant)
+        except StageMissingError as err:
+            raise StageMissingError(
+                f"stage {config.stage!r} needs a trained {name!r} stage, but {err}") from None
         if meta["step"] < meta["total_steps"]:
             logging.warning("%s: using step %d of %d (stage not finished)", name, meta["step"],
                             meta["total_steps"])
-        frozen[name] = modules[STAGES[name].inference_module]
     return frozen
 
 
-def _build(stage: Stage, config: ml_collections.ConfigDict):
-    modules = stage.build(config, nnx.Rngs(config.seed))
+def build_train_state(config: ml_collections.ConfigDict
+                      ) -> tuple[dict[str, nnx.Module], dict[str, nnx.Optimizer]]:
+    """The stage's networks and one Adam optimiser per network."""
+    networks = stages.build_networks(config.stage, config, nnx.Rngs(config.seed))
     tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2,
                     eps=config.train.adam_eps)
     optimizers = {name: nnx.Optimizer(module, tx, wrt=nnx.Param)
-                  for name, module in modules.items()}
-    return modules, optimizers
+                  for name, module in networks.items()}
+    return networks, optimizers
+
+
+def inference_item(stage: stages.Stage, state: nnx.State) -> dict:
+    """The pure-dict parameters and statistics of the stage's inference networks in state."""
+    networks = nnx.to_pure_dict(state)["networks"]
+    return {name: networks[name] for name in stage.inference}
 
 
 def _vgg_params(config: ml_collections.ConfigDict):
@@ -187,11 +183,12 @@ class CompiledStage:
     """A stage's replicated state and its jitted functions.
 
     step(state, batch) -> (state, metrics): one optimisation step; the state is donated.
-    samples(state, batch) -> dict of sample pictures (inference mode).
+    samples(state, batch) -> the batch, the earlier stages' and this stage's outputs
+      (inference mode), for sample pictures.
     to_device(host_batch) -> this process's batch as a global array sharded over "data".
     """
 
-    stage: Stage
+    stage: stages.Stage
     state: nnx.State
     step: Callable
     samples: Callable
@@ -204,12 +201,15 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
 
     Args:
       config: the stage config.
-      frozen: earlier stages' inference networks (`load_frozen`), used in inference mode.
+      frozen: {stage: inference networks} of the earlier stages it needs (`load_frozen`),
+        passed to the step as parameters and run in inference mode.
       devices: the devices of the data mesh (default: all of them).
     Raises:
       ValueError: the global batch does not divide by the device count.
     """
-    stage = STAGES[config.stage]
+    stage = stages.get(config.stage)
+    required = stages.required_stages(stage.name, config)
+    taught = stage.ground_truth(config)
     devices = jax.devices() if devices is None else devices
     if config.train.batch_size % len(devices):
         raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
@@ -217,23 +217,34 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,),
                          devices=devices)
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    modules, optimizers = _build(stage, config)
-    graphdef, state = nnx.split((modules, optimizers))
-    frozen_graphdef, frozen_state = nnx.split(frozen)
+    networks, optimizers = build_train_state(config)
+    graphdef, state = nnx.split({"networks": networks, "optimizers": optimizers})
+    frozen_graphdef, frozen_state = nnx.split(dict(frozen))
     constants = jax.device_put(
         (frozen_state, _vgg_params(config) if stage.uses_vgg else {}), replicated)
 
-    def train_step(state, constants, batch):
-        modules, optimizers = nnx.merge(graphdef, state)
-        frozen_state, vgg_params = constants
+    def earlier_outputs(frozen_state, batch):
+        """What the stage consumes: the frozen stages' outputs (and taught ground truth)."""
         frozen = nnx.merge(frozen_graphdef, frozen_state)
-        metrics = stage.step(modules, optimizers, frozen, batch, config, vgg_params)
-        return nnx.state((modules, optimizers)), metrics
+        known = {key: batch[source] for key, source in taught.items()}
+        return jax.lax.stop_gradient(stages.run_stages(required, frozen, batch, known))
+
+    def train_step(state, constants, batch):
+        model = nnx.merge(graphdef, state)
+        frozen_state, vgg_params = constants
+        perceptual = functools.partial(
+            vgg.perceptual_loss, vgg_params,
+            imagenet_normalize=config.perceptual.imagenet_normalize) if stage.uses_vgg else None
+        metrics = stage.train_step(model["networks"], model["optimizers"],
+                                   earlier_outputs(frozen_state, batch), batch, config,
+                                   perceptual)
+        return nnx.state(model), metrics
 
     def sample_fn(state, constants, batch):
-        modules, _ = nnx.merge(graphdef, state)
-        frozen = nnx.merge(frozen_graphdef, constants[0])
-        return stage.samples(modules, frozen, batch, config)
+        model = nnx.merge(graphdef, state)
+        values = stages.run_stages([stage.name], {stage.name: model["networks"]}, batch,
+                                   earlier_outputs(constants[0], batch))
+        return {**batch, **values}
 
     step_fn = jax.jit(train_step, in_shardings=(replicated, replicated, data_sharding),
                       out_shardings=(replicated, replicated), donate_argnums=0)
@@ -252,13 +263,15 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     )
 
 
-def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    """Trains config.stage in workdir/STAGE, resuming from its latest checkpoint.
+def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
+                data_dir: str | Path) -> dict:
+    """Trains config.stage in workdir/STAGE on the built data set in data_dir, resuming from
+    its latest checkpoint.
 
     Returns:
       The last logged metrics (floats) plus "step".
     """
-    stage = STAGES[config.stage]
+    stage = stages.get(config.stage)
     out_dir = stage_dir(workdir, stage.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
@@ -266,7 +279,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         (out_dir / "config.json").write_text(config.to_json_best_effort(indent=1))
 
     devices = jax.device_count()
-    data_dir = ensure_dataset(config, workdir)
+    data_dir = Path(data_dir)
     num_examples = len(pipeline.data_source(data_dir, "train"))
     steps = total_steps(config, num_examples)
     compiled = compile_stage(config, load_frozen(config, workdir))
@@ -296,7 +309,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     def save(step, state):
         meta = {"step": step, "total_steps": steps, "stage": stage.name,
                 "config": json.loads(config.to_json_best_effort())}
-        checkpoints.save(step, nnx.to_pure_dict(state), iterator, meta)
+        checkpoints.save(step, nnx.to_pure_dict(state), inference_item(stage, state), iterator,
+                         meta)
 
     def write_samples(step, state):
         if is_main:

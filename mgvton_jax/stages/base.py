@@ -1,0 +1,148 @@
+"""What a stage is, and the pieces its training steps share.
+
+A `Stage` is declared once, with keyword fields, in its own module of this package; training,
+sample pictures and the inference walk all read that one declaration (`mgvton_jax.stages`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from mgvton_jax import losses
+
+Batch = Mapping[str, jax.Array]
+Values = Mapping[str, jax.Array]  # outputs of earlier stages, keyed as their `produces`
+Networks = Mapping[str, nnx.Module]
+Optimizers = Mapping[str, nnx.Optimizer]
+Perceptual = Callable[[jax.Array, jax.Array], jax.Array]  # (image, target) -> VGG19 loss
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Network:
+    """How a stage builds one network from its config.
+
+    The constructor is called as `module(*input_channels, **fixed, **config.model[section],
+    dtype=compute dtype, [remat=config.train.remat], [image_size=config.image_size], rngs=)`,
+    where input_channels[i] is the channel count of the keys in `inputs[i]`, looked up in the
+    one table of model inputs and stage outputs (`mgvton_jax.stages.channels`).
+    """
+
+    module: type[nnx.Module]
+    section: str  # the config.model section of its sizes
+    inputs: tuple[tuple[str, ...], ...]  # one key tuple per input-channel argument
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # structural arguments
+    remat: bool = False  # takes config.train.remat (generators with a residual trunk)
+    sized: bool = False  # takes config.image_size (a Linear layer fixes the input size)
+
+    def build(self, config: ml_collections.ConfigDict, channels: Callable[[Sequence[str]], int],
+              rngs: nnx.Rngs) -> nnx.Module:
+        kwargs = dict(self.fixed, **config.model[self.section])
+        kwargs["dtype"] = jnp.dtype(config.train.compute_dtype)
+        if self.remat:
+            kwargs["remat"] = config.train.remat
+        if self.sized:
+            kwargs["image_size"] = tuple(config.image_size)
+        return self.module(*(channels(keys) for keys in self.inputs), **kwargs, rngs=rngs)
+
+
+def no_ground_truth(config: ml_collections.ConfigDict) -> dict[str, str]:
+    del config
+    return {}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One stage of the pipeline.
+
+    name: also the config file (configs/NAME.py) and the run directory (WORKDIR/NAME).
+    networks: what it trains, by name.
+    inference: the networks `infer` runs; saved as the checkpoint's inference item, the only
+      part later stages, evaluation and try-on load.
+    consumes: earlier stages' outputs that `infer` reads; the pipeline order and the stages a
+      stage needs follow from these and `produces`.
+    produces: infer's outputs -> channels.
+    features: channels of arrays the stage derives for its own networks (not outputs).
+    infer(networks, values, batch) -> outputs: inference mode, (B, H, W, C) arrays.
+    train_step(networks, optimizers, values, batch, config, perceptual) -> metrics: one
+      optimisation step on NNX modules in place (GAN stages: D first, then G, with one
+      generator forward); values holds what `consumes` names.
+    sample_columns: keys of batch, values and outputs pictured in sample grids, in order.
+    ground_truth(config) -> {consumed key: batch key}: consumed outputs that training takes
+      from the ground truth instead of an earlier stage (never at inference).
+    uses_vgg: its train_step gets a perceptual loss (else perceptual is None).
+    """
+
+    name: str
+    networks: Mapping[str, Network]
+    inference: tuple[str, ...]
+    consumes: tuple[str, ...]
+    produces: Mapping[str, int]
+    features: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    infer: Callable[[Networks, Values, Batch], dict[str, jax.Array]]
+    train_step: Callable[..., dict[str, jax.Array]]
+    sample_columns: tuple[str, ...]
+    ground_truth: Callable[[ml_collections.ConfigDict], Mapping[str, str]] = no_ground_truth
+    uses_vgg: bool = False
+
+
+def concat(values: Mapping[str, jax.Array], keys: Sequence[str]) -> jax.Array:
+    """The arrays of `keys`, (B, H, W, C_k) each, concatenated along channels in that order."""
+    return jnp.concatenate([values[key] for key in keys], axis=-1)
+
+
+def eval_view(module: nnx.Module) -> nnx.Module:
+    """The module with BatchNorm using its running statistics (inference mode)."""
+    return nnx.view(module, use_running_average=True, raise_if_not_found=False)
+
+
+def forward_with_pullback(module: nnx.Module, forward: Callable[[nnx.Module], Any]
+                          ) -> tuple[Any, Callable[[Any], nnx.State]]:
+    """Runs forward(module) once in training mode: (output, pullback).
+
+    The BatchNorm statistics of `module` move once, by this forward. pullback(cotangent of
+    output) -> gradients of the module's nnx.Params, so a step can use one generator output
+    for D's update and for G's loss (`generator_update`).
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def pure(params, rest):
+        merged = nnx.merge(graphdef, params, rest)
+        return forward(merged), nnx.state(merged, nnx.Not(nnx.Param))
+
+    output, vjp, updated = jax.vjp(pure, params, rest, has_aux=True)
+    nnx.update(module, updated)
+    return output, lambda cotangent: vjp(cotangent)[0]
+
+
+def generator_update(module: nnx.Module, optimizer: nnx.Optimizer, output: Any,
+                     pullback: Callable[[Any], nnx.State],
+                     loss_fn: Callable[..., tuple[jax.Array, dict]], *loss_args: Any
+                     ) -> dict[str, jax.Array]:
+    """One update of `module` from loss_fn(output, *loss_args) -> (total, terms).
+
+    output and pullback come from `forward_with_pullback`; loss_args (e.g. the discriminator)
+    are used, not differentiated. Returns the terms plus "g_loss" (the total).
+    """
+    (total, terms), cotangent = nnx.value_and_grad(loss_fn, has_aux=True)(output, *loss_args)
+    optimizer.update(module, pullback(cotangent))
+    return {**terms, "g_loss": total}
+
+
+def discriminator_update(disc: nnx.Module, optimizer: nnx.Optimizer, real: jax.Array,
+                         fake: jax.Array, kind: str) -> jax.Array:
+    """One D step on real and (detached) fake inputs, (B, H, W, C) each; returns the D loss."""
+    fake = jax.lax.stop_gradient(fake)
+
+    def loss_fn(d):
+        return losses.gan_d_loss(d(real), d(fake), kind)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(disc)
+    optimizer.update(disc, grads)
+    return loss

@@ -1,0 +1,82 @@
+"""Stage I: conditional parsing GAN (paper Eq. 2: adversarial + L1 + pixel cross-entropy).
+
+G sees the reference person's hair, face and body shape, the clothes and the target pose,
+and predicts the target parsing S'_t; a 2-scale PatchGAN judges (condition, parsing).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mgvton_jax import losses
+from mgvton_jax.constants import NUM_LABELS
+from mgvton_jax.models.discriminator import MultiscaleDiscriminator
+from mgvton_jax.models.generator import ResnetGenerator
+from mgvton_jax.stages.base import (
+    Network,
+    Stage,
+    concat,
+    discriminator_update,
+    forward_with_pullback,
+    generator_update,
+)
+
+CONDITION = ("hair_mask", "face_mask", "body_shape", "clothes", "target_pose")
+
+
+def _logits(generator, batch) -> jax.Array:
+    return generator(concat(batch, CONDITION))
+
+
+def infer(networks, values, batch) -> dict[str, jax.Array]:
+    """{"parsing": S'_t as probabilities (B, H, W, 20)}."""
+    del values
+    return {"parsing": jax.nn.softmax(_logits(networks["generator"], batch), axis=-1)}
+
+
+def train_step(networks, optimizers, values, batch, config, perceptual):
+    del values, perceptual
+    gen, disc = networks["generator"], networks["discriminator"]
+    condition = concat(batch, CONDITION)
+    target = batch["target_parsing"]
+    kind = config.loss_options.gan
+    logits, pullback = forward_with_pullback(gen, lambda g: _logits(g, batch))
+
+    def judged(parsing):  # what D sees: the condition and a parsing
+        return jnp.concatenate([condition, parsing], axis=-1)
+
+    d_loss = discriminator_update(disc, optimizers["discriminator"], judged(target),
+                                  judged(jax.nn.softmax(logits, axis=-1)), kind)
+
+    def loss_fn(logits, disc):
+        probs = jax.nn.softmax(logits, axis=-1)
+        terms = {
+            "adversarial": losses.gan_g_loss(disc(judged(probs)), kind),
+            "l1": losses.l1_loss(probs, target),
+            "cross_entropy": losses.parsing_cross_entropy(logits, target),
+        }
+        return losses.weighted_sum(config.loss, terms), terms
+
+    metrics = generator_update(gen, optimizers["generator"], logits, pullback, loss_fn, disc)
+    return {"d_loss": d_loss, **metrics}
+
+
+STAGE = Stage(
+    name="parsing",
+    networks={
+        "generator": Network(
+            module=ResnetGenerator, section="parsing", inputs=(CONDITION,),
+            fixed={"out_channels": NUM_LABELS, "out_activation": "none"}, remat=True),
+        "discriminator": Network(
+            module=MultiscaleDiscriminator, section="discriminator",
+            inputs=(CONDITION + ("target_parsing",),)),
+    },
+    inference=("generator",),
+    consumes=(),
+    produces={"parsing": NUM_LABELS},
+    infer=infer,
+    train_step=train_step,
+    sample_columns=("reference_image", "clothes", "target_pose", "parsing", "target_parsing",
+                    "target_image"),
+)
