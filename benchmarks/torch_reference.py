@@ -10,7 +10,7 @@ The networks have the layer shapes of the Flax ones in `mgvton_jax.models`, in N
 - `VGG19Features`: torchvision's vgg19().features[:30] (to relu5_1), random weights, frozen.
 
 The steps (`parsing_step`, `warp_gan_step`, `refine_step`) mirror the stage steps of
-`mgvton_jax.training.stages` on fixed random inputs: one generator forward; with a D, a D update
+`mgvton_jax.stages` on fixed random inputs: one generator forward; with a D, a D update
 on real and detached fake first, then the generator update through the updated (frozen) D;
 Adam on every trained network. Each returns a callable running one step and returning the
 generator loss.

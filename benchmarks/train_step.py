@@ -30,11 +30,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mgvton_jax import config_lib, constants
+from mgvton_jax import config_lib, constants, stages
 from mgvton_jax.data import examples
-from mgvton_jax.models.generator import PARSING_IN_CHANNELS
-from mgvton_jax.models.warp_gan import MAIN_ENCODER_IN_CHANNELS
-from mgvton_jax.training import loop, stages
+from mgvton_jax.stages import parsing, warp_gan
+from mgvton_jax.training import loop
 
 try:
     import torch
@@ -120,9 +119,9 @@ def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> tuple[float, list[fl
     Raises:
       FloatingPointError: a non-finite metric.
     """
-    registry = stages.STAGES
-    frozen = {name: registry[name].build(cfg, nnx.Rngs(0))[registry[name].inference_module]
-              for name in registry[cfg.stage].requires(cfg)}
+    frozen = {name: stages.build_networks(name, cfg, nnx.Rngs(0),
+                                          only=stages.get(name).inference)
+              for name in stages.required_stages(cfg.stage, cfg)}
     compiled = loop.compile_stage(cfg, frozen)
     batch = compiled.to_device(random_batch(cfg, np.random.default_rng(cfg.seed)))
     carry = {"state": compiled.state}
@@ -153,13 +152,14 @@ def torch_step(cfg: ml_collections.ConfigDict) -> Callable[[], float] | None:
     if cfg.stage == "parsing":
         return torch_reference.parsing_step(
             sizes(model.parsing, generator_fields), discriminator, train, dict(cfg.loss),
-            condition_channels=PARSING_IN_CHANNELS, num_labels=constants.NUM_LABELS, **common)
+            condition_channels=stages.channels(parsing.CONDITION),
+            num_labels=constants.NUM_LABELS, **common)
     if cfg.stage == "warp_gan":
         return torch_reference.warp_gan_step(
             sizes(model.warp_gan, generator_fields), discriminator, train, dict(cfg.loss),
-            feature_matching_layers=cfg.loss.feature_matching_layers,
-            generator_channels=MAIN_ENCODER_IN_CHANNELS,
-            condition_channels=stages.WARP_GAN_CONDITION_CHANNELS, **vgg, **common)
+            feature_matching_layers=cfg.loss_options.feature_matching_layers,
+            generator_channels=stages.channels(warp_gan.MAIN_INPUTS),
+            condition_channels=stages.channels(warp_gan.CONDITION), **vgg, **common)
     if cfg.stage == "refine":
         return torch_reference.refine_step(
             sizes(model.refine, generator_fields), train, dict(cfg.loss),
@@ -212,14 +212,14 @@ def main() -> None:
     """Command line (module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(SIZES), help="tiny,full")
-    parser.add_argument("--stages", default=",".join(config_lib.STAGES))
+    parser.add_argument("--stages", default=",".join(stages.PIPELINE))
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per measurement (default {DEFAULT_STEPS})")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's own, one per core)")
     args = parser.parse_args()
     sizes, stage_names = args.sizes.split(","), args.stages.split(",")
-    if unknown := set(sizes) - set(SIZES) | set(stage_names) - set(config_lib.STAGES):
+    if unknown := set(sizes) - set(SIZES) | set(stage_names) - set(stages.PIPELINE):
         parser.error(f"unknown sizes or stages: {sorted(unknown)}")
     if torch is not None and args.torch_threads:
         torch.set_num_threads(args.torch_threads)

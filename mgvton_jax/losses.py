@@ -124,7 +124,7 @@ def feature_matching_loss(
     fake_features: MultiscaleOutputs,
     num_layers: int | None = None,
 ) -> jax.Array:
-    """pix2pixHD discriminator feature matching (MG-VTON's L_feat, spec 1.4 and 4.3).
+    """pix2pixHD discriminator feature matching (MG-VTON's L_feat).
 
     loss = sum_scales sum_layers (1 / num_d) * (4 / (n_layers_d + 1)) * mean|F_fake - F_real|
     with F_real under stop_gradient. num_d is the number of scales. For a scale whose list holds
@@ -165,7 +165,7 @@ def feature_matching_loss(
 
 
 def parsing_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Pixel-wise softmax cross-entropy (LIP's parsing loss, spec 1.2), mean over pixels.
+    """Pixel-wise softmax cross-entropy (LIP's parsing loss), mean over pixels.
 
     Args:
       logits: (B, H, W, K) float parsing logits (K = constants.NUM_LABELS = 20 in MG-VTON).
@@ -190,7 +190,7 @@ def parsing_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def geometric_matching_loss(
     warped_clothes_mask: jax.Array, target_clothes_region: jax.Array
 ) -> jax.Array:
-    """L_geo = mean |T_theta(C_mask) - C_hat_mask| (spec 1.3).
+    """L_geo = mean |T_theta(C_mask) - C_hat_mask| (paper Sec. 3.4).
 
     Args:
       warped_clothes_mask: (B, H, W, 1) float clothes mask warped by the predicted TPS.
@@ -202,7 +202,7 @@ def geometric_matching_loss(
 
 
 def mask_regulariser(mask: jax.Array) -> jax.Array:
-    """mean |1 - M|: pulls the composition mask toward the warped clothes (spec 1.5, Eq. 7).
+    """mean |1 - M|: pulls the composition mask toward the warped clothes (paper Eq. 7).
 
     Args:
       mask: (B, H, W, 1) float composition mask in [0, 1].
@@ -213,12 +213,12 @@ def mask_regulariser(mask: jax.Array) -> jax.Array:
 
 
 def grid_tv_loss(theta: jax.Array, grid_size: int) -> jax.Array:
-    """Total variation of the TPS control-point offsets (optional GMM regulariser, spec Q8).
+    """Total variation of the TPS control-point offsets (optional GMM regulariser).
 
-    theta follows the TPS layout of spec 3.6: theta[:, :N] are x-offsets, theta[:, N:] the
-    y-offsets, N = G*G, control point k = i*G + j. Each offset map is laid out G x G over (i, j)
-    and the loss is the mean, over the batch, both maps and every pair of 4-neighbours on the
-    lattice, of the absolute offset difference.
+    theta follows the TPS layout of `ops.warp.tps_grid`: theta[:, :N] are x-offsets,
+    theta[:, N:] the y-offsets, N = G*G, control point k = i*G + j. Each offset map is laid
+    out G x G over (i, j) and the loss is the mean, over the batch, both maps and every pair
+    of 4-neighbours on the lattice, of the absolute offset difference.
 
     Args:
       theta: (B, 2*G*G) float TPS offsets.
@@ -236,7 +236,7 @@ def grid_tv_loss(theta: jax.Array, grid_size: int) -> jax.Array:
 
 
 def grid_gic_loss(grid: jax.Array) -> jax.Array:
-    """CP-VTON+ grid interval consistency (GIC, spec 3.8; CP-VTON+ weighs it by 40).
+    """CP-VTON+ grid interval consistency (GIC; CP-VTON+ weighs it by 40).
 
     For every interior pixel p: | |x(left) - x(p)| - |x(right) - x(p)| | on the x-coordinate plus
     | |y(up) - y(p)| - |y(down) - y(p)| | on the y-coordinate, summed over pixels and batch and

@@ -3,10 +3,12 @@
     python -m mgvton_jax.train --config configs/STAGE.py[:tiny] --workdir W [--config.x=y]
     python -m mgvton_jax.train --config configs/pipeline.py:tiny --workdir W   # all four
 
-STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE holds that stage's checkpoints,
-config.json, metrics.jsonl and samples/. Rerunning a command resumes it. Multi-host: call
-with --coordinator_address/--num_processes/--process_id, or with --distributed on a TPU pod
-or under SLURM, where JAX finds the other processes itself (see launch/).
+STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE
+holds that stage's checkpoints, config.json, metrics.jsonl and samples/. Rerunning a command
+resumes it. Multi-host: call with --coordinator_address/--num_processes/--process_id, or
+with --distributed on a TPU pod or under SLURM, where JAX finds the other processes itself
+(see launch/). Without --config.data.data_dir the synthetic data set is written and built
+under W/data before training starts.
 """
 
 from __future__ import annotations

@@ -472,3 +472,12 @@ def test_converter_cli_without_torch_and_help(monkeypatch, capsys, tmp_path):
         convert_vgg19.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "vgg19-dcbb9e9d.pth" in help_text and "IMAGENET1K_V1" in help_text
+
+
+def test_weighted_sum_known_answer_and_mismatches():
+    terms = {"l1": jnp.asarray(2.0), "gan": jnp.asarray(3.0)}
+    assert float(losses.weighted_sum({"l1": 10.0, "gan": 0.5}, terms)) == 21.5
+    with pytest.raises(ValueError, match=r"terms without a weight \['gan'\]"):
+        losses.weighted_sum({"l1": 1.0}, terms)
+    with pytest.raises(ValueError, match=r"weights without a term \['l2'\]"):
+        losses.weighted_sum({"l1": 1.0, "gan": 1.0, "l2": 1.0}, terms)

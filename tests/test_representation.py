@@ -144,3 +144,19 @@ def test_flipped_keypoints_land_on_flipped_pixels():
     # r_shoulder (2) becomes l_shoulder (5) at the mirrored column
     np.testing.assert_allclose(rep.flip_keypoints(kp, 192)[5, :2], [191 - kp[2, 0], kp[2, 1]])
     assert flipped_maps[..., 17].sum() == 0
+
+
+@needs_real_samples
+@pytest.mark.parametrize("name", JDAI_PARSINGS)
+def test_cihp_parsings_read_as_lip_ids(name):
+    # JDAI's CIHP label 10 is torso skin (LIP: jumpsuits). No rule uses id 10: the skin stays
+    # in the clothes-free reference and counts as person in the body shape; the clothes go.
+    parsing = readers.read_parsing(JDAI / "parse_cihp" / name)
+    image = np.asarray(Image.open(JDAI / "images" / name.replace(".png", ".jpg")), np.float32)
+    image = image / 127.5 - 1.0
+    skin, clothes = parsing == 10, np.isin(parsing, constants.CLOTHES_LABELS)
+    assert skin.sum() > 100 and clothes.sum() > 1000
+    removed = rep.remove_clothes(image, parsing)
+    np.testing.assert_array_equal(removed[skin], image[skin])
+    assert np.all(removed[clothes] == 0)
+    assert rep.body_shape_mask(parsing)[skin].mean() > 0.5

@@ -1,4 +1,5 @@
-"""Training: losses fall, 4 devices = 1 device, exact resume, crashes, errors (tiny configs)."""
+"""Training: one generator forward per step, losses fall, 4 devices = 1 device, frozen
+stages loaded as inference weights, exact resume, crashes, errors (tiny configs)."""
 
 import json
 import os
@@ -10,14 +11,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
+from mgvton_jax import stages
 from mgvton_jax.config_lib import load_config_file
 from mgvton_jax.data import pipeline
 from mgvton_jax.training import loop
 from mgvton_jax.training.checkpoint import StageCheckpoints
-from mgvton_jax.training.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +32,9 @@ def tiny_config(stage, data_dir, **train):
 
 
 def untrained_frozen(config):
-    return {name: STAGES[name].build(config, nnx.Rngs(1))[STAGES[name].inference_module]
-            for name in STAGES[config.stage].requires(config)}
+    return {name: stages.build_networks(name, config, nnx.Rngs(1),
+                                        only=stages.get(name).inference)
+            for name in stages.required_stages(config.stage, config)}
 
 
 def fixed_batch(data_dir, config):
@@ -49,13 +52,72 @@ FALLING_TERM = {"parsing": "cross_entropy", "gmm": "geometric", "warp_gan": "l1"
                 "refine": "perceptual"}
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_loss_falls_on_a_fixed_batch(stage, synthetic_data_dir):
+def _batch_norm_inputs(monkeypatch, forward):
+    """Runs forward() eagerly: [(BatchNorm module, float64 batch mean of its input)], in call
+    order (a siamese extractor is called several times per forward)."""
+    calls, original = [], nnx.BatchNorm.__call__
+
+    def recording(self, x, *args, **kwargs):
+        calls.append((self, np.asarray(x, np.float64).mean(axis=(0, 1, 2))))
+        return original(self, x, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(nnx.BatchNorm, "__call__", recording)
+        forward()
+    return calls
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def _expected_running_means(monkeypatch, config, compiled, batch, frozen):
+    """Sets every BatchNorm running mean of the compiled state to a known random value and
+    returns (that state, {path: 0.9^k old + ... for the k calls of one generator forward})."""
+    networks, _ = loop.build_train_state(config)  # the same initial parameters
+    stage = stages.get(config.stage)
+    known = {key: batch[source] for key, source in stage.ground_truth(config).items()}
+    values = stages.run_stages(stages.required_stages(stage.name, config), frozen, batch, known)
+    trained = {name: networks[name] for name in stage.inference}
+    calls = _batch_norm_inputs(monkeypatch, lambda: stage.infer(trained, values, batch))
+    paths = {id(node): ("networks", name, *path) for name in stage.inference
+             for path, node in nnx.iter_graph(networks[name]) if isinstance(node, nnx.BatchNorm)}
+    assert calls and {id(module) for module, _ in calls} == set(paths)
+    pure = jax.device_get(nnx.to_pure_dict(compiled.state))
+    rng = np.random.default_rng(0)
+    expected = {}
+    for path in paths.values():
+        running = _at(pure, path)
+        running["mean"] = rng.normal(size=running["mean"].shape).astype(np.float32)
+        expected[path] = running["mean"].astype(np.float64)
+    for module, mean in calls:  # PyTorch momentum 0.1, once per call
+        expected[paths[id(module)]] = 0.9 * expected[paths[id(module)]] + 0.1 * mean
+    state = compiled.state
+    nnx.replace_by_pure_dict(state, pure)
+    return state, expected
+
+
+@pytest.mark.parametrize("stage", stages.PIPELINE)
+def test_one_generator_forward_per_step_and_loss_falls(stage, synthetic_data_dir,
+                                                         monkeypatch):
     config = tiny_config(stage, synthetic_data_dir, lr=1e-3)
-    compiled = loop.compile_stage(config, untrained_frozen(config))
-    batch = compiled.to_device(fixed_batch(synthetic_data_dir, config))
-    state, history = compiled.state, []
-    for _ in range(12):
+    frozen = untrained_frozen(config)
+    compiled = loop.compile_stage(config, frozen)
+    host_batch = fixed_batch(synthetic_data_dir, config)
+    state, expected = _expected_running_means(
+        monkeypatch, config, compiled, {k: jax.numpy.asarray(v) for k, v in host_batch.items()},
+        frozen)
+    batch = compiled.to_device(host_batch)
+    # One step from the known state: BatchNorm statistics moved by exactly one forward.
+    state, metrics = compiled.step(state, batch)
+    history = [float(metrics[FALLING_TERM[stage]])]
+    pure = jax.device_get(nnx.to_pure_dict(state))
+    for path, mean in expected.items():
+        np.testing.assert_allclose(_at(pure, path)["mean"], mean, rtol=1e-4, atol=1e-5,
+                                   err_msg=str(path))
+    for _ in range(11):
         state, metrics = compiled.step(state, batch)
         history.append(float(metrics[FALLING_TERM[stage]]))
     assert np.all(np.isfinite(history))
@@ -77,7 +139,7 @@ def _leaves(state):
     return jax.tree.leaves(jax.device_get(nnx.to_pure_dict(state)))
 
 
-@pytest.mark.parametrize("stage", ["parsing", "gmm"])
+@pytest.mark.parametrize("stage", stages.PIPELINE)
 def test_four_devices_match_one_device(stage, synthetic_data_dir):
     assert jax.device_count() == 4
     # A large Adam epsilon makes the update proportional to the gradient: with the default
@@ -117,29 +179,28 @@ def _metrics(workdir, stage="gmm"):
 def _final_state(workdir, config):
     checkpoints = StageCheckpoints(Path(workdir) / config.stage / "checkpoints")
     step = checkpoints.latest_step()
-    modules, optimizers = loop._build(STAGES[config.stage], config)
-    target = nnx.to_pure_dict(nnx.state((modules, optimizers)))
+    networks, optimizers = loop.build_train_state(config)
+    target = nnx.to_pure_dict(nnx.state({"networks": networks, "optimizers": optimizers}))
     state, meta = checkpoints.restore(step, target)
     checkpoints.close()
-    return step, jax.tree.leaves(state)
+    return step, state
 
 
 def test_resume_is_exact(synthetic_data_dir, tmp_path):
     common = dict(log_every=1, checkpoint_every=2, sample_every=100)
     straight = tiny_config("gmm", synthetic_data_dir, num_steps=4, **common)
-    loop.train_stage(straight, tmp_path / "straight")
-    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common),
-                     tmp_path / "resumed")
-    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=4, **common),
-                     tmp_path / "resumed")
+    loop.train_stage(straight, tmp_path / "straight", synthetic_data_dir)
+    for steps in (2, 4):
+        loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=steps, **common),
+                         tmp_path / "resumed", synthetic_data_dir)
     assert [m["step"] for m in _metrics(tmp_path / "resumed")] == [1, 2, 3, 4]
     for a, b in zip(_metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed"),
                     strict=True):
         assert a["g_loss"] == b["g_loss"], (a, b)
-    step_a, params_a = _final_state(tmp_path / "straight", straight)
-    step_b, params_b = _final_state(tmp_path / "resumed", straight)
+    step_a, state_a = _final_state(tmp_path / "straight", straight)
+    step_b, state_b = _final_state(tmp_path / "resumed", straight)
     assert step_a == step_b == 4
-    for a, b in zip(params_a, params_b, strict=True):
+    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -147,19 +208,49 @@ def test_later_stage_without_earlier_names_it(synthetic_data_dir, tmp_path):
     config = tiny_config("warp_gan", synthetic_data_dir)
     with pytest.raises(loop.StageMissingError,
                        match=r"needs a trained 'parsing' stage.*configs/parsing.py:tiny"):
-        loop.train_stage(config, tmp_path)
+        loop.train_stage(config, tmp_path, synthetic_data_dir)
+
+
+def test_later_stage_trains_on_the_inference_weights_of_earlier_ones(synthetic_data_dir,
+                                                                     tmp_path):
+    common = dict(num_steps=2, log_every=1, checkpoint_every=2, sample_every=2)
+    configs = {name: tiny_config(name, synthetic_data_dir, **common)
+               for name in ("parsing", "gmm", "warp_gan")}
+    for name in ("parsing", "gmm"):
+        loop.train_stage(configs[name], tmp_path, synthetic_data_dir)
+    # The checkpoint's inference item is the generator alone (no D, no Adam moments) ...
+    checkpoints = StageCheckpoints(tmp_path / "parsing" / "checkpoints")
+    on_disk = checkpoints.manager.restore(2, args=ocp.args.Composite(
+        inference=ocp.args.StandardRestore())).inference
+    checkpoints.close()
+    assert set(on_disk) == {"generator"}
+    assert set(on_disk["generator"]) == {"encoder", "trunk", "decoder"}
+    # ... and what a later stage loads equals what was trained.
+    networks, meta = loop.load_inference_networks("parsing", tmp_path / "parsing")
+    assert set(networks) == {"generator"} and meta["step"] == 2
+    _, trained = _final_state(tmp_path, configs["parsing"])
+    loaded = nnx.to_pure_dict(nnx.state(networks["generator"]))
+    flat_trained = jax.tree.leaves_with_path(trained["networks"]["generator"])
+    flat_loaded = jax.tree.leaves_with_path(loaded)
+    assert [p for p, _ in flat_loaded] == [p for p, _ in flat_trained]
+    for (path, a), (_, b) in zip(flat_loaded, flat_trained, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=str(path))
+    result = loop.train_stage(configs["warp_gan"], tmp_path, synthetic_data_dir)
+    assert result["step"] == 2 and np.isfinite(result["g_loss"])
+    assert (tmp_path / "warp_gan" / "samples" / "step_0000002.png").is_file()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_data_dir,
                                                                    tmp_path):
     common = dict(log_every=10, checkpoint_every=1, sample_every=100)
-    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path)
+    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path,
+                     synthetic_data_dir)
     poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=5, **common)
     poisoned.loss.geometric = float("nan")
     with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
-        loop.train_stage(poisoned, tmp_path)
-    step, params = _final_state(tmp_path, poisoned)
-    assert step == 2 and all(np.all(np.isfinite(p)) for p in params)
+        loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
+    step, state = _final_state(tmp_path, poisoned)
+    assert step == 2 and all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state))
 
 
 def _train_command(workdir, data_dir, steps, stage="gmm", extra=()):
@@ -184,14 +275,15 @@ def test_config_typo_fails_with_the_ml_collections_message(tmp_path, synthetic_d
     assert 'Did you mean "batch_size" instead of "batchsize"?' in result.stderr
 
 
-def _start_and_wait_for_progress(command):
-    """Starts a training subprocess and returns once it has logged a training step."""
+def _start_and_wait_for_progress(command, logged_steps=1):
+    """Starts a training subprocess and returns once it has logged `logged_steps` steps."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=_env())
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if "] step " in line:
+        logged_steps -= "] step " in line
+        if not logged_steps:
             return process, lines
     raise AssertionError("training never logged a step:\n" + "".join(lines))
 
@@ -201,7 +293,9 @@ def test_kill_and_sigterm_leave_a_resumable_workdir(synthetic_data_dir, tmp_path
     steps = 80
     command = _train_command(tmp_path, synthetic_data_dir, steps)
     for _ in range(2):  # kill -9 at random moments while training and saving every step
-        process, _ = _start_and_wait_for_progress(command)
+        # Saves are asynchronous and each waits for the one before: once a run has logged
+        # three steps, its first is on disk whatever the moment of the kill.
+        process, _ = _start_and_wait_for_progress(command, logged_steps=3)
         time.sleep(rng.uniform(0.0, 1.0))
         process.send_signal(signal.SIGKILL)
         process.wait()

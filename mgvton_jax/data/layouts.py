@@ -5,8 +5,9 @@ Known layouts (`detect_layout` tells them apart):
   `all/<PID>/<clothes>_mask.jpg`, `all_parsing/<PID>/<name>.png` (LIP),
   `all_person_clothes_keypoints/<PID>/<name>_keypoints.json`, `all_poseA_poseB_clothes*.txt`.
 - `mpv_jdai`: the JDAI-CV re-organisation: `images/`, `cloth_image/`, `cloth_mask/<c>_mask.png`,
-  `parse_cihp/` (CIHP labels, read as LIP ids: docs/design.md), `pose_coco/`, `data_pair.txt`; files may sit
-  flat although the pair list names them `<PID>/<name>.jpg`, or under `train/`/`val/`.
+  `parse_cihp/` (CIHP labels, read as LIP ids: docs/design.md), `pose_coco/`,
+  `data_pair.txt`; files may sit flat although the pair list names them `<PID>/<name>.jpg`,
+  or under `train/`/`val/`.
 - `viton`: CP-VTON's VITON: `{train,test}/{image,cloth,cloth-mask,image-parse,pose}` and
   `{train,test}_pairs.txt` (one photo per person: pose-fixed try-on).
 """
@@ -68,45 +69,6 @@ class Layout:
         )
 
 
-def _mpv(root: Path) -> Layout:
-    return Layout(
-        name="mpv",
-        root=root,
-        folders={
-            PERSON: ("all",), CLOTHES: ("all",), CLOTHES_MASK: ("all",),
-            PARSING: ("all_parsing",), KEYPOINTS: ("all_person_clothes_keypoints",),
-        },
-        templates=_TEMPLATES,
-        split_folders=False,
-    )
-
-
-def _mpv_jdai(root: Path) -> Layout:
-    return Layout(
-        name="mpv_jdai",
-        root=root,
-        folders={
-            PERSON: ("images",), CLOTHES: ("cloth_image", "images"),
-            CLOTHES_MASK: ("cloth_mask",), PARSING: ("parse_cihp",), KEYPOINTS: ("pose_coco",),
-        },
-        templates=_TEMPLATES,
-        split_folders=False,
-    )
-
-
-def _viton(root: Path) -> Layout:
-    return Layout(
-        name="viton",
-        root=root,
-        folders={
-            PERSON: ("image",), CLOTHES: ("cloth",), CLOTHES_MASK: ("cloth-mask",),
-            PARSING: ("image-parse",), KEYPOINTS: ("pose",),
-        },
-        templates={**_TEMPLATES, CLOTHES_MASK: ("{name}", "{stem}.png", "{stem}.jpg")},
-        split_folders=True,
-    )
-
-
 _TEMPLATES = {
     PERSON: ("{name}",),
     CLOTHES: ("{name}",),
@@ -114,6 +76,26 @@ _TEMPLATES = {
     PARSING: ("{stem}.png",),
     KEYPOINTS: ("{stem}_keypoints.json",),
 }
+
+
+# Folders of each kind of file, per layout.
+_FOLDERS = {
+    "mpv": {PERSON: ("all",), CLOTHES: ("all",), CLOTHES_MASK: ("all",),
+            PARSING: ("all_parsing",), KEYPOINTS: ("all_person_clothes_keypoints",)},
+    "mpv_jdai": {PERSON: ("images",), CLOTHES: ("cloth_image", "images"),
+                 CLOTHES_MASK: ("cloth_mask",), PARSING: ("parse_cihp",),
+                 KEYPOINTS: ("pose_coco",)},
+    "viton": {PERSON: ("image",), CLOTHES: ("cloth",), CLOTHES_MASK: ("cloth-mask",),
+              PARSING: ("image-parse",), KEYPOINTS: ("pose",)},
+}
+
+
+def _layout(name: str, root: Path) -> Layout:
+    viton = name == "viton"  # split folders; masks named like their clothes
+    templates = {**_TEMPLATES, CLOTHES_MASK: ("{name}", "{stem}.png", "{stem}.jpg")} \
+        if viton else _TEMPLATES
+    return Layout(name=name, root=root, folders=_FOLDERS[name], templates=templates,
+                  split_folders=viton)
 
 
 @dataclass
@@ -141,13 +123,13 @@ def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = N
     viton_root = next((r for r in (root, root / "data") if (r / "train_pairs.txt").is_file()
                        or (r / "test_pairs.txt").is_file()), None)
     if (root / "all").is_dir():
-        layout = _mpv(root)
+        layout = _layout("mpv", root)
         found = sorted(root.glob("all_poseA_poseB_clothes*.txt"))
     elif (root / "images").is_dir() and (root / "parse_cihp").is_dir():
-        layout = _mpv_jdai(root)
+        layout = _layout("mpv_jdai", root)
         found = sorted(root.glob("data_pair*.txt"))
     elif viton_root is not None:
-        layout = _viton(viton_root)
+        layout = _layout("viton", viton_root)
         result, files = pairs.PairList(), []
         for split in pairs.SPLITS:
             path = viton_root / f"{split}_pairs.txt"

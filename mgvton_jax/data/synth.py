@@ -1,6 +1,6 @@
 """Procedural synthetic MPV: stylised people in patterned T-shirts, the built-in data set.
 
-Writes the MPV competition layout (mgvton_spec.md 2.1-2.3), so that readers, pipelines and
+Writes the MPV competition layout (README, "Building the data set"), so that readers, pipelines and
 tests run without a download:
 
   DIR/all/<PID>/<PID>-<COLOR>@<n>=person_whole_front.jpg   photo of pose n = 1, 2 (, 3)

@@ -1,4 +1,4 @@
-"""pix2pixHD multiscale PatchGAN discriminator (spec 1.6, 4.2, Q6).
+"""pix2pixHD multiscale PatchGAN discriminator (docs/design.md, "Discriminators").
 
 `PatchDiscriminator` (NLayerDiscriminator with getIntermFeat): 4x4 convs with zero padding 2,
 the first n_layers of them stride 2 and the last two stride 1; widths min(ndf * 2^i, 512) for

@@ -2,8 +2,8 @@
 
 Every network in `mgvton_jax.models` builds its convolutions from `Conv` / `UpConv` and its
 normalisation layers from `make_norm`, so both can be re-implemented here without touching the
-networks (performance.md: XLA:CPU weight-gradient convolutions are slow; the place to change
-that is `_convolve`).
+networks (docs/design.md, "CPU performance": XLA:CPU weight-gradient convolutions are slow;
+the place to change that is `_convolve`).
 
 Initialisation (pix2pixHD / CP-VTON `weights_init`): convolution kernels N(0, 0.02), biases 0;
 BatchNorm scale N(1, 0.02), bias 0.

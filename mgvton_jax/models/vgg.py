@@ -1,4 +1,4 @@
-"""Frozen VGG19 (up to relu5_1) as a pure function, and the perceptual loss (spec 1.4, 4.3, Q17).
+"""Frozen VGG19 (up to relu5_1) as a pure function, and the perceptual loss (docs/design.md).
 
 The network is torchvision's `vgg19().features[0:30]`: 3x3 convolutions (padding 1) with ReLU,
 2x2 max-pools between blocks, NHWC. It is never trained, only differentiated w.r.t. its input,
@@ -36,7 +36,7 @@ VGG19_BLOCKS: tuple[tuple[str, ...], ...] = (
 VGG19_BLOCK_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 512)
 # The returned features: the ReLU after the first convolution of each block.
 VGG19_FEATURE_NAMES: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-# pix2pixHD's VGGLoss weights for the five features (spec 4.3).
+# pix2pixHD's VGGLoss weights for the five features.
 PERCEPTUAL_WEIGHTS: tuple[float, ...] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 # torchvision's ImageNet normalisation of [0, 1] RGB inputs.
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
@@ -209,7 +209,7 @@ def vgg19_features(
       params: the parameter pytree (module docstring), any width_divisor.
       images: (B, H, W, 3) float RGB in [-1, 1]; the computation runs in its dtype.
       imagenet_normalize: True maps to [0, 1] and applies the ImageNet mean/std (right for
-        torchvision's weights, spec Q17); False feeds [-1, 1] unchanged (pix2pixHD / CP-VTON).
+        torchvision's weights); False feeds [-1, 1] unchanged (pix2pixHD / CP-VTON).
     Returns:
       Five arrays (B, H/2^i, W/2^i, C_i), i = 0..4 (sizes floored), C = 64, 128, 256, 512, 512
       divided by the width_divisor.

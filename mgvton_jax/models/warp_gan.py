@@ -12,8 +12,9 @@ Our reading of the paper and of Soft-Gated Warping-GAN (the exact formulas are n
    Both regressors' last Linear starts at zero, so an untrained matcher is the identity warp.
    The full sampling grid is Affine(TPS(p)) (`compose_affine_tps`): it maps S_ref onto S_t.
 2. Reference encoder on its input (the stage gives [reference image without clothes 3,
-   S_ref 20] = 23 channels) down to the bottleneck (H/2^n, W/2^n, C = ngf * 2^n); its features are warped with that grid built
-   at bottleneck resolution (same normalised coordinates), zero padding.
+   S_ref 20] = 23 channels) down to the bottleneck (H/2^n, W/2^n, C = ngf * 2^n); its
+   features are warped with that grid built at bottleneck resolution (same normalised
+   coordinates), zero padding.
 3. Main encoder on its input (the stage gives [warped clothes 3, reference without clothes 3,
    target pose 18, S_t 20] = 44 channels), to the same bottleneck shape.
 4. Soft gate (per location and channel): gate = sigmoid(conv1x1([main, warped_ref]))

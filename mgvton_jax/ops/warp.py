@@ -1,9 +1,9 @@
 """Sampling grids (identity, thin-plate spline, affine) and bilinear grid sampling.
 
-Grid convention (spec 3.6, 3.7): a grid is a (B, H, W, 2) float array whose last axis is (x, y)
-in normalised coordinates, x along the width and y along the height; -1 and +1 are the centres
-of the corner pixels (PyTorch's align_corners=True). A grid says, for each output pixel, where
-in the source image to sample.
+Grid convention (docs/design.md, "Grids and sampling"): a grid is a (B, H, W, 2) float array
+whose last axis is (x, y) in normalised coordinates, x along the width and y along the height;
+-1 and +1 are the centres of the corner pixels (PyTorch's align_corners=True). A grid says, for
+each output pixel, where in the source image to sample.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def compose_affine_tps(
     """Grid that first applies the TPS, then the affine: sample(p) = Affine(TPS(p)).
 
     So the source image is first aligned by the affine and the TPS then refines that aligned
-    image (GEO-style matcher, spec Q9).
+    image (GEO-style matcher, docs/design.md).
 
     Args:
       affine_params: (B, 6) as in `apply_affine`.

@@ -146,3 +146,32 @@ def discriminator_update(disc: nnx.Module, optimizer: nnx.Optimizer, real: jax.A
     loss, grads = nnx.value_and_grad(loss_fn)(disc)
     optimizer.update(disc, grads)
     return loss
+
+
+def adversarial_step(networks: Networks, optimizers: Optimizers,
+                     forward: Callable[[nnx.Module], Any], condition: jax.Array,
+                     real: jax.Array, fake: Callable[[Any], jax.Array],
+                     loss_fn: Callable[..., tuple[jax.Array, dict]], kind: str
+                     ) -> dict[str, jax.Array]:
+    """One GAN step of networks["generator"] against networks["discriminator"].
+
+    The generator runs once: output = forward(generator). D sees (condition, image) pairs,
+    concatenated along channels: it is updated first, on `real` against the detached
+    fake(output); then the generator from loss_fn(output, judge) -> (total, terms), where
+    judge(image) is the updated D's output on (condition, image).
+    Returns {"d_loss", **terms, "g_loss"}.
+    """
+    gen, disc = networks["generator"], networks["discriminator"]
+    output, pullback = forward_with_pullback(gen, forward)
+
+    def judged(image):
+        return jnp.concatenate([condition, image], axis=-1)
+
+    d_loss = discriminator_update(disc, optimizers["discriminator"], judged(real),
+                                  judged(fake(output)), kind)
+
+    def generator_loss(output, disc):
+        return loss_fn(output, lambda image: disc(judged(image)))
+
+    return {"d_loss": d_loss, **generator_update(gen, optimizers["generator"], output, pullback,
+                                                 generator_loss, disc)}

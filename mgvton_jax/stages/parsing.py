@@ -7,20 +7,12 @@ and predicts the target parsing S'_t; a 2-scale PatchGAN judges (condition, pars
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from mgvton_jax import losses
 from mgvton_jax.constants import NUM_LABELS
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.generator import ResnetGenerator
-from mgvton_jax.stages.base import (
-    Network,
-    Stage,
-    concat,
-    discriminator_update,
-    forward_with_pullback,
-    generator_update,
-)
+from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
 
 CONDITION = ("hair_mask", "face_mask", "body_shape", "clothes", "target_pose")
 
@@ -37,29 +29,20 @@ def infer(networks, values, batch) -> dict[str, jax.Array]:
 
 def train_step(networks, optimizers, values, batch, config, perceptual):
     del values, perceptual
-    gen, disc = networks["generator"], networks["discriminator"]
-    condition = concat(batch, CONDITION)
-    target = batch["target_parsing"]
-    kind = config.loss_options.gan
-    logits, pullback = forward_with_pullback(gen, lambda g: _logits(g, batch))
+    target, kind = batch["target_parsing"], config.loss_options.gan
 
-    def judged(parsing):  # what D sees: the condition and a parsing
-        return jnp.concatenate([condition, parsing], axis=-1)
-
-    d_loss = discriminator_update(disc, optimizers["discriminator"], judged(target),
-                                  judged(jax.nn.softmax(logits, axis=-1)), kind)
-
-    def loss_fn(logits, disc):
+    def loss_fn(logits, judge):
         probs = jax.nn.softmax(logits, axis=-1)
         terms = {
-            "adversarial": losses.gan_g_loss(disc(judged(probs)), kind),
+            "adversarial": losses.gan_g_loss(judge(probs), kind),
             "l1": losses.l1_loss(probs, target),
             "cross_entropy": losses.parsing_cross_entropy(logits, target),
         }
         return losses.weighted_sum(config.loss, terms), terms
 
-    metrics = generator_update(gen, optimizers["generator"], logits, pullback, loss_fn, disc)
-    return {"d_loss": d_loss, **metrics}
+    return adversarial_step(
+        networks, optimizers, lambda g: _logits(g, batch), concat(batch, CONDITION), target,
+        lambda logits: jax.nn.softmax(logits, axis=-1), loss_fn, kind)
 
 
 STAGE = Stage(

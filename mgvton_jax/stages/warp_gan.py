@@ -9,19 +9,11 @@ the feature warping; docs/design.md).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from mgvton_jax import losses
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.warp_gan import WarpGANGenerator, WarpGANOutput
-from mgvton_jax.stages.base import (
-    Network,
-    Stage,
-    concat,
-    discriminator_update,
-    forward_with_pullback,
-    generator_update,
-)
+from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
 
 MAIN_INPUTS = ("warped_clothes", "reference_without_clothes", "target_pose", "parsing")
 REFERENCE_INPUTS = ("reference_without_clothes", "reference_parsing")
@@ -39,33 +31,25 @@ def infer(networks, values, batch) -> dict[str, jax.Array]:
 
 
 def train_step(networks, optimizers, values, batch, config, perceptual):
-    gen, disc = networks["generator"], networks["discriminator"]
-    inputs = {**batch, **values}
-    condition, target = concat(inputs, CONDITION), batch["target_image"]
+    inputs, target = {**batch, **values}, batch["target_image"]
     kind = config.loss_options.gan
-    output, pullback = forward_with_pullback(gen, lambda g: _generate(g, inputs))
 
-    def judged(image):
-        return jnp.concatenate([condition, image], axis=-1)
-
-    d_loss = discriminator_update(disc, optimizers["discriminator"], judged(target),
-                                  judged(output.image), kind)
-
-    def loss_fn(output, disc):
-        fake_features = disc(judged(output.image))
+    def loss_fn(output, judge):
+        fake_features = judge(output.image)
         terms = {
             "adversarial": losses.gan_g_loss(fake_features, kind),
             "perceptual": perceptual(output.image, target),
             "feature_matching": losses.feature_matching_loss(
-                disc(judged(target)), fake_features, config.loss_options.feature_matching_layers),
+                judge(target), fake_features, config.loss_options.feature_matching_layers),
             "l1": losses.l1_loss(output.image, target),
             "parsing_match": losses.l1_loss(output.match.warped_ref_parsing,
                                             batch["target_parsing"]),
         }
         return losses.weighted_sum(config.loss, terms), terms
 
-    metrics = generator_update(gen, optimizers["generator"], output, pullback, loss_fn, disc)
-    return {"d_loss": d_loss, **metrics}
+    return adversarial_step(
+        networks, optimizers, lambda g: _generate(g, inputs), concat(inputs, CONDITION), target,
+        lambda output: output.image, loss_fn, kind)
 
 
 STAGE = Stage(

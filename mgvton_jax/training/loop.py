@@ -60,8 +60,9 @@ def load_inference_networks(name: str, directory: str | Path, variant: str = "VA
         step = checkpoints.latest_step() if checkpoints else None
         if step is None:
             raise StageMissingError(
-                f"{directory} has no checkpoint of the {name!r} stage. Train it first: python -m "
-                f"mgvton_jax.train --config configs/{name}.py:{variant} --workdir {directory.parent}")
+                f"{directory} has no checkpoint of the {name!r} stage. Train it first: "
+                f"python -m mgvton_jax.train --config configs/{name}.py:{variant} "
+                f"--workdir {directory.parent}")
         config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
         networks = stages.build_networks(name, config, nnx.Rngs(config.seed),
                                          only=stages.get(name).inference)
