@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from mgvton_jax import constants, losses
 from mgvton_jax.data.representation import antialiased_bilinear_matrix
 from mgvton_jax.models.gmm import GeometricMatcher
 from mgvton_jax.ops.warp import grid_sample, tps_grid
 from mgvton_jax.stages.base import (
+    Batch,
     Network,
+    Networks,
+    Optimizers,
+    Perceptual,
     Stage,
+    Values,
     concat,
     forward_with_pullback,
     generator_update,
@@ -65,7 +71,7 @@ def _warp(theta: jax.Array, grid_size: int, image: jax.Array, padding: str) -> j
     return grid_sample(image, tps_grid(theta, grid_size, image.shape[1:3]), padding)
 
 
-def infer(networks, values, batch) -> dict[str, jax.Array]:
+def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
     """{"warped_clothes": (B, H, W, 3) border-padded, "warped_mask": (B, H, W, 1) zeros}."""
     gmm = networks["gmm"]
     theta = gmm(person_stream(values["parsing"]), batch["clothes_mask"])
@@ -73,7 +79,9 @@ def infer(networks, values, batch) -> dict[str, jax.Array]:
             "warped_mask": _warp(theta, gmm.grid_size, batch["clothes_mask"], "zeros")}
 
 
-def train_step(networks, optimizers, values, batch, config, perceptual):
+def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
+               config: ml_collections.ConfigDict, perceptual: Perceptual | None
+               ) -> dict[str, jax.Array]:
     del perceptual
     gmm, mask = networks["gmm"], batch["clothes_mask"]
     stream_a = person_stream(values["parsing"])
@@ -93,7 +101,7 @@ def train_step(networks, optimizers, values, batch, config, perceptual):
     return generator_update(gmm, optimizers["gmm"], theta, pullback, loss_fn)
 
 
-def ground_truth(config) -> dict[str, str]:
+def ground_truth(config: ml_collections.ConfigDict) -> dict[str, str]:
     """GMM training reads the target parsing unless told to use stage I's (docs/design.md)."""
     return {} if config.train.use_synthesized_parsing else {"parsing": "target_parsing"}
 

@@ -7,13 +7,19 @@ Loss (paper Eq. 7): perceptual(result, target) * 10 + |1 - M| * 1 (tiny configs:
 from __future__ import annotations
 
 import jax
+import ml_collections
 
 from mgvton_jax import losses
 from mgvton_jax.models.generator import ResnetGenerator
 from mgvton_jax.models.refine import compose
 from mgvton_jax.stages.base import (
+    Batch,
     Network,
+    Networks,
+    Optimizers,
+    Perceptual,
     Stage,
+    Values,
     concat,
     forward_with_pullback,
     generator_update,
@@ -28,12 +34,14 @@ def _render(render, values) -> dict[str, jax.Array]:
             "composition_mask": mask}
 
 
-def infer(networks, values, batch) -> dict[str, jax.Array]:
+def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
     """{"refined": (B, H, W, 3) in [-1, 1], "composition_mask": (B, H, W, 1) in [0, 1]}."""
     return _render(networks["render"], {**batch, **values})
 
 
-def train_step(networks, optimizers, values, batch, config, perceptual):
+def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
+               config: ml_collections.ConfigDict, perceptual: Perceptual | None
+               ) -> dict[str, jax.Array]:
     inputs, target = {**batch, **values}, batch["target_image"]
     output, pullback = forward_with_pullback(networks["render"], lambda r: _render(r, inputs))
 

@@ -9,11 +9,22 @@ the feature warping; docs/design.md).
 from __future__ import annotations
 
 import jax
+import ml_collections
 
 from mgvton_jax import losses
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.warp_gan import WarpGANGenerator, WarpGANOutput
-from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
+from mgvton_jax.stages.base import (
+    Batch,
+    Network,
+    Networks,
+    Optimizers,
+    Perceptual,
+    Stage,
+    Values,
+    adversarial_step,
+    concat,
+)
 
 MAIN_INPUTS = ("warped_clothes", "reference_without_clothes", "target_pose", "parsing")
 REFERENCE_INPUTS = ("reference_without_clothes", "reference_parsing")
@@ -25,12 +36,14 @@ def _generate(generator, values) -> WarpGANOutput:
                      values["parsing"], values["reference_parsing"])
 
 
-def infer(networks, values, batch) -> dict[str, jax.Array]:
+def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
     """{"coarse": (B, H, W, 3) in [-1, 1]}."""
     return {"coarse": _generate(networks["generator"], {**batch, **values}).image}
 
 
-def train_step(networks, optimizers, values, batch, config, perceptual):
+def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
+               config: ml_collections.ConfigDict, perceptual: Perceptual | None
+               ) -> dict[str, jax.Array]:
     inputs, target = {**batch, **values}, batch["target_image"]
     kind = config.loss_options.gan
 
