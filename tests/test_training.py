@@ -290,7 +290,7 @@ def _start_and_wait_for_progress(command, logged_steps=1):
 
 def test_kill_and_sigterm_leave_a_resumable_workdir(synthetic_data_dir, tmp_path):
     rng = np.random.default_rng(0)
-    steps = 80
+    steps = 30  # the killed runs make about 15 steps of progress
     command = _train_command(tmp_path, synthetic_data_dir, steps)
     for _ in range(2):  # kill -9 at random moments while training and saving every step
         # Saves are asynchronous and each waits for the one before: once a run has logged
