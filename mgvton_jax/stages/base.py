@@ -112,11 +112,12 @@ def forward_with_pullback(module: nnx.Module, forward: Callable[[nnx.Module], An
     """
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
-    def pure(params, rest):
-        merged = nnx.merge(graphdef, params, rest)
+    def pure(params):
+        # copy: the statistics' Variables must belong to this trace to be updated in it.
+        merged = nnx.merge(graphdef, params, rest, copy=True)
         return forward(merged), nnx.state(merged, nnx.Not(nnx.Param))
 
-    output, vjp, updated = jax.vjp(pure, params, rest, has_aux=True)
+    output, vjp, updated = jax.vjp(pure, params, has_aux=True)
     nnx.update(module, updated)
     return output, lambda cotangent: vjp(cotangent)[0]
 
