@@ -216,6 +216,7 @@ def test_later_stage_trains_on_the_inference_weights_of_earlier_ones(synthetic_d
     common = dict(num_steps=2, log_every=1, checkpoint_every=2, sample_every=2)
     configs = {name: tiny_config(name, synthetic_data_dir, **common)
                for name in ("parsing", "gmm", "warp_gan")}
+    configs["gmm"].train.use_synthesized_parsing = True  # the GMM runs the trained stage I too
     for name in ("parsing", "gmm"):
         loop.train_stage(configs[name], tmp_path, synthetic_data_dir)
     # The checkpoint's inference item is the generator alone (no D, no Adam moments) ...
