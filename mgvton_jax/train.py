@@ -58,6 +58,26 @@ def dataset_for(config, workdir: str) -> Path:
                                    config.seed)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a missing config file or a misspelt override is one error line."""
+    for i, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--config=") else \
+            argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None
+        if value is not None:
+            path = value.split(":")[0]
+            if not os.path.isfile(path):
+                raise SystemExit(f"error: --config {path}: no such file; the stage configs are "
+                                 f"configs/{{{','.join(stages.PIPELINE)}}}.py and "
+                                 "configs/pipeline.py")
+    try:
+        return flags.FLAGS(argv)
+    except AttributeError as err:  # ml_collections names the field and its likely spelling
+        message = str(err.args[0]).strip("'").replace("\\'", "'").replace("\\n", ". ")
+        raise SystemExit(f"error: no such config field {message}") from None
+    except flags.Error as err:
+        raise SystemExit(f"error: {err} (--helpshort lists the flags)") from None
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -77,4 +97,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -274,6 +274,16 @@ def test_config_typo_fails_with_the_ml_collections_message(tmp_path, synthetic_d
         capture_output=True, text=True, env=_env(), timeout=120)
     assert result.returncode != 0
     assert 'Did you mean "batch_size" instead of "batchsize"?' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    command = [sys.executable, "-m", "mgvton_jax.train", "--config", "configs/nope.py:tiny",
+               f"--workdir={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --config configs/nope.py: no such file")
 
 
 def _start_and_wait_for_progress(command, logged_steps=1):

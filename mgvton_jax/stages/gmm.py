@@ -16,18 +16,8 @@ from mgvton_jax import constants, losses
 from mgvton_jax.data.representation import antialiased_bilinear_matrix
 from mgvton_jax.models.gmm import GeometricMatcher
 from mgvton_jax.ops.warp import grid_sample, tps_grid
-from mgvton_jax.stages.base import (
-    Batch,
-    Network,
-    Networks,
-    Optimizers,
-    Perceptual,
-    Stage,
-    Values,
-    concat,
-    forward_with_pullback,
-    generator_update,
-)
+from mgvton_jax.stages import base
+from mgvton_jax.stages.base import Network, Stage, concat, forward_with_pullback, generator_update
 
 
 def clothes_region(parsing: jax.Array,
@@ -71,7 +61,7 @@ def _warp(theta: jax.Array, grid_size: int, image: jax.Array, padding: str) -> j
     return grid_sample(image, tps_grid(theta, grid_size, image.shape[1:3]), padding)
 
 
-def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
+def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> dict[str, jax.Array]:
     """{"warped_clothes": (B, H, W, 3) border-padded, "warped_mask": (B, H, W, 1) zeros}."""
     gmm = networks["gmm"]
     theta = gmm(person_stream(values["parsing"]), batch["clothes_mask"])
@@ -79,9 +69,9 @@ def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Arr
             "warped_mask": _warp(theta, gmm.grid_size, batch["clothes_mask"], "zeros")}
 
 
-def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
-               config: ml_collections.ConfigDict, perceptual: Perceptual | None
-               ) -> dict[str, jax.Array]:
+def train_step(networks: base.Networks, optimizers: base.Optimizers, values: base.Values,
+               batch: base.Batch, config: ml_collections.ConfigDict,
+               perceptual: base.Perceptual | None) -> dict[str, jax.Array]:
     del perceptual
     gmm, mask = networks["gmm"], batch["clothes_mask"]
     stream_a = person_stream(values["parsing"])

@@ -13,17 +13,8 @@ from mgvton_jax import losses
 from mgvton_jax.constants import NUM_LABELS
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.generator import ResnetGenerator
-from mgvton_jax.stages.base import (
-    Batch,
-    Network,
-    Networks,
-    Optimizers,
-    Perceptual,
-    Stage,
-    Values,
-    adversarial_step,
-    concat,
-)
+from mgvton_jax.stages import base
+from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
 
 CONDITION = ("hair_mask", "face_mask", "body_shape", "clothes", "target_pose")
 
@@ -32,15 +23,15 @@ def _logits(generator, batch) -> jax.Array:
     return generator(concat(batch, CONDITION))
 
 
-def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
+def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> dict[str, jax.Array]:
     """{"parsing": S'_t as probabilities (B, H, W, 20)}."""
     del values
     return {"parsing": jax.nn.softmax(_logits(networks["generator"], batch), axis=-1)}
 
 
-def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
-               config: ml_collections.ConfigDict, perceptual: Perceptual | None
-               ) -> dict[str, jax.Array]:
+def train_step(networks: base.Networks, optimizers: base.Optimizers, values: base.Values,
+               batch: base.Batch, config: ml_collections.ConfigDict,
+               perceptual: base.Perceptual | None) -> dict[str, jax.Array]:
     del values, perceptual
     target, kind = batch["target_parsing"], config.loss_options.gan
 

@@ -12,18 +12,8 @@ import ml_collections
 from mgvton_jax import losses
 from mgvton_jax.models.generator import ResnetGenerator
 from mgvton_jax.models.refine import compose
-from mgvton_jax.stages.base import (
-    Batch,
-    Network,
-    Networks,
-    Optimizers,
-    Perceptual,
-    Stage,
-    Values,
-    concat,
-    forward_with_pullback,
-    generator_update,
-)
+from mgvton_jax.stages import base
+from mgvton_jax.stages.base import Network, Stage, concat, forward_with_pullback, generator_update
 
 INPUTS = ("warped_clothes", "coarse", "target_pose")
 
@@ -34,14 +24,14 @@ def _render(render, values) -> dict[str, jax.Array]:
             "composition_mask": mask}
 
 
-def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
+def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> dict[str, jax.Array]:
     """{"refined": (B, H, W, 3) in [-1, 1], "composition_mask": (B, H, W, 1) in [0, 1]}."""
     return _render(networks["render"], {**batch, **values})
 
 
-def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
-               config: ml_collections.ConfigDict, perceptual: Perceptual | None
-               ) -> dict[str, jax.Array]:
+def train_step(networks: base.Networks, optimizers: base.Optimizers, values: base.Values,
+               batch: base.Batch, config: ml_collections.ConfigDict,
+               perceptual: base.Perceptual | None) -> dict[str, jax.Array]:
     inputs, target = {**batch, **values}, batch["target_image"]
     output, pullback = forward_with_pullback(networks["render"], lambda r: _render(r, inputs))
 

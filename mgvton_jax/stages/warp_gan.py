@@ -14,17 +14,8 @@ import ml_collections
 from mgvton_jax import losses
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.warp_gan import WarpGANGenerator, WarpGANOutput
-from mgvton_jax.stages.base import (
-    Batch,
-    Network,
-    Networks,
-    Optimizers,
-    Perceptual,
-    Stage,
-    Values,
-    adversarial_step,
-    concat,
-)
+from mgvton_jax.stages import base
+from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
 
 MAIN_INPUTS = ("warped_clothes", "reference_without_clothes", "target_pose", "parsing")
 REFERENCE_INPUTS = ("reference_without_clothes", "reference_parsing")
@@ -36,14 +27,14 @@ def _generate(generator, values) -> WarpGANOutput:
                      values["parsing"], values["reference_parsing"])
 
 
-def infer(networks: Networks, values: Values, batch: Batch) -> dict[str, jax.Array]:
+def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> dict[str, jax.Array]:
     """{"coarse": (B, H, W, 3) in [-1, 1]}."""
     return {"coarse": _generate(networks["generator"], {**batch, **values}).image}
 
 
-def train_step(networks: Networks, optimizers: Optimizers, values: Values, batch: Batch,
-               config: ml_collections.ConfigDict, perceptual: Perceptual | None
-               ) -> dict[str, jax.Array]:
+def train_step(networks: base.Networks, optimizers: base.Optimizers, values: base.Values,
+               batch: base.Batch, config: ml_collections.ConfigDict,
+               perceptual: base.Perceptual | None) -> dict[str, jax.Array]:
     inputs, target = {**batch, **values}, batch["target_image"]
     kind = config.loss_options.gan
 
