@@ -168,3 +168,12 @@ def test_bad_files_are_skipped_counted_and_named(synthetic_mpv, tmp_path):
     assert report["written"]["train"] == len(good) > 0
     text = (tmp_path / "data" / "mpv_triplets" / "1.0.0" / "build_report.txt").read_text()
     assert f"# {len(report['skipped'])} skipped" in text and "label ids [42]" in text
+
+
+@pytest.mark.parametrize("make", [False, True])
+def test_build_of_a_missing_or_empty_directory_names_it(tmp_path, make):
+    mpv_dir = tmp_path / "mpv"
+    if make:
+        mpv_dir.mkdir()
+    with pytest.raises(readers.DataError, match=f"{mpv_dir}: data set directory not found"):
+        build_dataset(mpv_dir, tmp_path / "data", progress=False)

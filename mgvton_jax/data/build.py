@@ -28,7 +28,11 @@ def build_dataset(mpv_dir: str | os.PathLike, data_dir: str | os.PathLike,
     Returns:
       The report: layout, written (per split), skipped [(split, key, reason)],
       notes, and the dataset directory.
+    Raises:
+      DataError: mpv_dir is missing or empty, or holds no known layout.
     """
+    if not Path(mpv_dir).is_dir() or not any(Path(mpv_dir).iterdir()):
+        raise readers.DataError(f"{mpv_dir}: data set directory not found or empty")
     builder = tfds_builder.MpvTriplets(data_dir=str(data_dir), file_format="array_record",
                                        pair_list=pair_list, progress=progress)
     builder.download_and_prepare(
