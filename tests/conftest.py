@@ -1,6 +1,7 @@
 """Test set-up: 4 fake CPU devices (sharding tests) and parsed absl flags (grain workers)."""
 
 import os
+from pathlib import Path
 
 # 4 fake devices for the sharding tests. No LLVM optimisation: for the tiny test programs it
 # costs more compile time than it saves in run time.
@@ -37,3 +38,25 @@ def synthetic_data_dir(synthetic_mpv, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("synthetic_tfds")
     build_dataset(synthetic_mpv, data_dir, progress=False)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline(synthetic_data_dir, tmp_path_factory):
+    """(workdir, {stage: config}, {stage: last metrics}): the four tiny stages trained for 2
+    steps each, in order, on the synthetic set; the GMM on stage I's parsing."""
+    from mgvton_jax import stages
+    from mgvton_jax.config_lib import load_config_file
+    from mgvton_jax.training import loop
+
+    root = Path(__file__).resolve().parents[1]
+    workdir = tmp_path_factory.mktemp("trained_pipeline")
+    configs, results = {}, {}
+    for name in stages.PIPELINE:
+        config = load_config_file(root / "configs" / f"{name}.py", "tiny")
+        config.data.data_dir = str(synthetic_data_dir)
+        config.train.update(num_steps=2, log_every=1, checkpoint_every=2, sample_every=2)
+        if name == "gmm":
+            config.train.use_synthesized_parsing = True  # the GMM runs the trained stage I too
+        configs[name] = config
+        results[name] = loop.train_stage(config, workdir, synthetic_data_dir)
+    return workdir, configs, results

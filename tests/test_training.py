@@ -211,34 +211,28 @@ def test_later_stage_without_earlier_names_it(synthetic_data_dir, tmp_path):
         loop.train_stage(config, tmp_path, synthetic_data_dir)
 
 
-def test_later_stage_trains_on_the_inference_weights_of_earlier_ones(synthetic_data_dir,
-                                                                     tmp_path):
-    common = dict(num_steps=2, log_every=1, checkpoint_every=2, sample_every=2)
-    configs = {name: tiny_config(name, synthetic_data_dir, **common)
-               for name in ("parsing", "gmm", "warp_gan")}
-    configs["gmm"].train.use_synthesized_parsing = True  # the GMM runs the trained stage I too
-    for name in ("parsing", "gmm"):
-        loop.train_stage(configs[name], tmp_path, synthetic_data_dir)
+def test_later_stages_train_on_the_inference_weights_of_earlier_ones(trained_pipeline):
+    workdir, configs, results = trained_pipeline
+    for name in ("warp_gan", "refine"):  # each ran on the loaded earlier stages
+        assert results[name]["step"] == 2 and np.isfinite(results[name]["g_loss"])
+        assert (workdir / name / "samples" / "step_0000002.png").is_file()
     # The checkpoint's inference item is the generator alone (no D, no Adam moments) ...
-    checkpoints = StageCheckpoints(tmp_path / "parsing" / "checkpoints")
+    checkpoints = StageCheckpoints(workdir / "parsing" / "checkpoints")
     on_disk = checkpoints.manager.restore(2, args=ocp.args.Composite(
         inference=ocp.args.StandardRestore())).inference
     checkpoints.close()
     assert set(on_disk) == {"generator"}
     assert set(on_disk["generator"]) == {"encoder", "trunk", "decoder"}
     # ... and what a later stage loads equals what was trained.
-    networks, meta = loop.load_inference_networks("parsing", tmp_path / "parsing")
+    networks, meta = loop.load_inference_networks("parsing", workdir / "parsing")
     assert set(networks) == {"generator"} and meta["step"] == 2
-    _, trained = _final_state(tmp_path, configs["parsing"])
+    _, trained = _final_state(workdir, configs["parsing"])
     loaded = nnx.to_pure_dict(nnx.state(networks["generator"]))
     flat_trained = jax.tree.leaves_with_path(trained["networks"]["generator"])
     flat_loaded = jax.tree.leaves_with_path(loaded)
     assert [p for p, _ in flat_loaded] == [p for p, _ in flat_trained]
     for (path, a), (_, b) in zip(flat_loaded, flat_trained, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=str(path))
-    result = loop.train_stage(configs["warp_gan"], tmp_path, synthetic_data_dir)
-    assert result["step"] == 2 and np.isfinite(result["g_loss"])
-    assert (tmp_path / "warp_gan" / "samples" / "step_0000002.png").is_file()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_data_dir,

@@ -1,0 +1,120 @@
+"""Exports a trained pipeline as one self-contained model directory, and loads it back.
+
+    python -m mgvton_jax.export --workdir W --out M
+
+M/manifest.json names the stages (in pipeline order) with their checkpoint steps, the image
+size and the parsing labels; M/STAGE/config.json is the stage's training config and
+M/STAGE/weights/ its inference networks (parameters and BatchNorm statistics only, orbax).
+`load_model(M)` needs nothing else: no workdir, no optimiser, no training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import ml_collections
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mgvton_jax import constants, stages
+from mgvton_jax.training.loop import load_inference_networks
+
+FORMAT = "mgvton-jax model 1"
+
+
+class ModelError(RuntimeError):
+    """A model directory that cannot be written or read; the message names it."""
+
+
+def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Writes every stage of the pipeline trained in workdir (WORKDIR/STAGE) to out.
+
+    The directory appears whole or not at all: it is written under a temporary name and
+    renamed. Returns the manifest.
+    Raises:
+      ModelError: out already exists.
+      StageMissingError: a stage has no checkpoint in workdir (the message says how to train it).
+    """
+    out = Path(out)
+    if out.exists():
+        raise ModelError(f"{out} exists; choose another --out or remove it")
+    loaded = {name: load_inference_networks(name, Path(workdir) / name)
+              for name in stages.PIPELINE}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        manifest = {"format": FORMAT, "stages": {}, "labels": list(constants.LIP_LABELS)}
+        checkpointer = ocp.StandardCheckpointer()
+        for name, (networks, meta) in loaded.items():
+            config = ml_collections.ConfigDict(meta["config"])
+            (partial / name).mkdir()
+            (partial / name / "config.json").write_text(config.to_json_best_effort(indent=1))
+            checkpointer.save((partial / name / "weights").absolute(),
+                              nnx.to_pure_dict(nnx.state(networks)))
+            checkpointer.wait_until_finished()
+            manifest["stages"][name] = {"step": meta["step"], "total_steps": meta["total_steps"],
+                                        "networks": list(networks)}
+            manifest["image_size"] = list(config.image_size)
+        checkpointer.close()
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return manifest
+
+
+def load_model(path: str | os.PathLike) -> tuple[dict[str, dict[str, nnx.Module]], dict]:
+    """({stage: inference networks}, manifest) of a directory written by `export_model`.
+
+    The networks are ready for `stages.run_stages(stages.PIPELINE, networks, batch)`.
+    Raises:
+      ModelError: path is not such a directory, or a stage's files are missing.
+    """
+    path = Path(path)
+    manifest_file = path / "manifest.json"
+    if not manifest_file.is_file():
+        raise ModelError(f"{path}: not a model directory (no manifest.json); write one with "
+                         "python -m mgvton_jax.export --workdir W --out DIR")
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ModelError(f"{manifest_file}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    checkpointer = ocp.StandardCheckpointer()
+    networks = {}
+    try:
+        for name, entry in manifest["stages"].items():
+            stage_dir = path / name
+            if not (stage_dir / "config.json").is_file() or not (stage_dir / "weights").is_dir():
+                raise ModelError(f"{stage_dir}: config.json or weights/ missing")
+            config = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
+            built = stages.build_networks(name, config, nnx.Rngs(0), only=entry["networks"])
+            state = nnx.state(built)
+            restored = checkpointer.restore((stage_dir / "weights").absolute(),
+                                            nnx.to_pure_dict(state))
+            nnx.replace_by_pure_dict(state, restored)
+            nnx.update(built, state)
+            networks[name] = built
+    finally:
+        checkpointer.close()
+    return networks, manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="the training workdir (W/STAGE/...)")
+    parser.add_argument("--out", required=True, help="the model directory to write (new)")
+    args = parser.parse_args(argv)
+    try:
+        manifest = export_model(args.workdir, args.out)
+    except (ModelError, stages.StageMissingError) as err:
+        raise SystemExit(f"error: {err}") from None
+    steps = ", ".join(f"{name} step {entry['step']}" for name, entry in manifest["stages"].items())
+    print(f"wrote {args.out}: {steps}")
+
+
+if __name__ == "__main__":
+    main()
