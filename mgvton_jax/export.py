@@ -48,7 +48,9 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = {"format": FORMAT, "stages": {}, "labels": list(constants.LIP_LABELS)}
+        first_config = next(iter(loaded.values()))[1]["config"]
+        manifest = {"format": FORMAT, "stages": {}, "image_size": first_config["image_size"],
+                    "labels": list(constants.LIP_LABELS)}
         checkpointer = ocp.StandardCheckpointer()
         for name, (networks, meta) in loaded.items():
             config = ml_collections.ConfigDict(meta["config"])
@@ -59,7 +61,6 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
             checkpointer.wait_until_finished()
             manifest["stages"][name] = {"step": meta["step"], "total_steps": meta["total_steps"],
                                         "networks": list(networks)}
-            manifest["image_size"] = list(config.image_size)
         checkpointer.close()
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
         partial.rename(out)
@@ -91,13 +92,10 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, dict[str, nnx.Module]
             if not (stage_dir / "config.json").is_file() or not (stage_dir / "weights").is_dir():
                 raise ModelError(f"{stage_dir}: config.json or weights/ missing")
             config = ml_collections.ConfigDict(json.loads((stage_dir / "config.json").read_text()))
-            built = stages.build_networks(name, config, nnx.Rngs(0), only=entry["networks"])
-            state = nnx.state(built)
-            restored = checkpointer.restore((stage_dir / "weights").absolute(),
-                                            nnx.to_pure_dict(state))
-            nnx.replace_by_pure_dict(state, restored)
-            nnx.update(built, state)
-            networks[name] = built
+            weights = (stage_dir / "weights").absolute()
+            networks[name] = stages.restored_networks(
+                name, config, entry["networks"],
+                lambda target, weights=weights: checkpointer.restore(weights, target))
     finally:
         checkpointer.close()
     return networks, manifest

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -80,6 +80,17 @@ def build_networks(name: str, config: ml_collections.ConfigDict, rngs: nnx.Rngs,
     networks = get(name).networks
     return {net: networks[net].build(config, channels, rngs)
             for net in (networks if only is None else only)}
+
+
+def restored_networks(name: str, config: ml_collections.ConfigDict, only: Iterable[str],
+                      restore: Callable[[dict], dict]) -> dict[str, nnx.Module]:
+    """The networks `only` of stage `name`, built from its config, with the values that
+    restore(pure-dict target of their state) returns (e.g. an orbax restore)."""
+    networks = build_networks(name, config, nnx.Rngs(config.seed), only=only)
+    state = nnx.state(networks)
+    nnx.replace_by_pure_dict(state, restore(nnx.to_pure_dict(state)))
+    nnx.update(networks, state)
+    return networks
 
 
 def required_stages(name: str, config: ml_collections.ConfigDict | None = None

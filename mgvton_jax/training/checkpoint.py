@@ -50,11 +50,15 @@ class StageCheckpoints:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored.state, restored.meta
 
-    def restore_inference(self, step: int, target: Any) -> tuple[Any, dict]:
-        """(inference networks shaped like target, meta): reads nothing else of the step."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            inference=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-        return restored.inference, restored.meta
+    def restore_inference(self, step: int, target: Any) -> Any:
+        """The inference networks shaped like target: reads nothing else of the step."""
+        return self.manager.restore(step, args=ocp.args.Composite(
+            inference=ocp.args.StandardRestore(target))).inference
+
+    def restore_meta(self, step: int) -> dict:
+        """The step's JSON metadata."""
+        return self.manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore())).meta
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

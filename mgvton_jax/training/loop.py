@@ -64,15 +64,13 @@ def load_inference_networks(name: str, directory: str | Path, variant: str = "VA
                 f"python -m mgvton_jax.train --config configs/{name}.py:{variant} "
                 f"--workdir {directory.parent}")
         config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-        networks = stages.build_networks(name, config, nnx.Rngs(config.seed),
-                                         only=stages.get(name).inference)
-        state = nnx.state(networks)
-        restored, meta = checkpoints.restore_inference(step, nnx.to_pure_dict(state))
+        networks = stages.restored_networks(
+            name, config, stages.get(name).inference,
+            lambda target: checkpoints.restore_inference(step, target))
+        meta = checkpoints.restore_meta(step)
     finally:
         if checkpoints:
             checkpoints.close()
-    nnx.replace_by_pure_dict(state, restored)
-    nnx.update(networks, state)
     return networks, meta
 
 
@@ -109,10 +107,9 @@ def build_train_state(config: ml_collections.ConfigDict
     return networks, optimizers
 
 
-def inference_item(stage: stages.Stage, state: nnx.State) -> dict:
-    """The pure-dict parameters and statistics of the stage's inference networks in state."""
-    networks = nnx.to_pure_dict(state)["networks"]
-    return {name: networks[name] for name in stage.inference}
+def inference_item(stage: stages.Stage, pure_state: dict) -> dict:
+    """The parameters and statistics of the stage's inference networks in a pure-dict state."""
+    return {name: pure_state["networks"][name] for name in stage.inference}
 
 
 def _vgg_params(config: ml_collections.ConfigDict):
@@ -310,8 +307,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     def save(step, state):
         meta = {"step": step, "total_steps": steps, "stage": stage.name,
                 "config": json.loads(config.to_json_best_effort())}
-        checkpoints.save(step, nnx.to_pure_dict(state), inference_item(stage, state), iterator,
-                         meta)
+        pure_state = nnx.to_pure_dict(state)
+        checkpoints.save(step, pure_state, inference_item(stage, pure_state), iterator, meta)
 
     def write_samples(step, state):
         if is_main:
