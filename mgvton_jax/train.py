@@ -14,7 +14,6 @@ under W/data before training starts.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import jax
 from absl import app, flags, logging
@@ -46,16 +45,6 @@ def initialize_distributed() -> None:
     if jax.process_count() > 1:
         print(f"process {jax.process_index()} of {jax.process_count()}, "
               f"{jax.local_device_count()} local devices of {jax.device_count()}", flush=True)
-
-
-def dataset_for(config, workdir: str) -> Path:
-    """config.data.data_dir (checked), or the synthetic set written and built under W/data."""
-    if config.data.data_dir:
-        return build.built_dataset(config.data.data_dir)
-    if jax.process_count() > 1:
-        raise DataError("multi-process runs need a built data set: set --config.data.data_dir")
-    return build.synthetic_dataset(Path(workdir) / "data", config.data.synthetic_people,
-                                   config.seed)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -90,7 +79,8 @@ def main(argv: list[str]) -> None:
     try:
         for stage_config in configs:
             loop.train_stage(stage_config, _WORKDIR.value,
-                             dataset_for(stage_config, _WORKDIR.value))
+                             build.dataset_for(stage_config.data, stage_config.seed, _WORKDIR.value,
+                                               multi_process=jax.process_count() > 1))
     except (DataError, FileNotFoundError, stages.StageMissingError,
             loop.NonFiniteLossError) as err:  # the message says what to do; no traceback
         raise SystemExit(f"error: {err}") from None

@@ -100,6 +100,22 @@ def synthetic_dataset(root: str | os.PathLike, people: int, seed: int = 0) -> Pa
     return data_dir
 
 
+def dataset_for(data_config, seed: int, workdir: str | os.PathLike,
+                multi_process: bool = False) -> Path:
+    """The data set a stage config names: data_config.data_dir (checked), or else the
+    synthetic set of data_config.synthetic_people written and built under WORKDIR/data.
+
+    Raises:
+      DataError: data_dir holds no built data set, or a multi-process run names none.
+    """
+    if data_config.data_dir:
+        return built_dataset(data_config.data_dir)
+    if multi_process:
+        raise readers.DataError(
+            "multi-process runs need a built data set: set --config.data.data_dir")
+    return synthetic_dataset(Path(workdir) / "data", data_config.synthetic_people, seed)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mpv-dir", required=True,

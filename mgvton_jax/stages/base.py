@@ -77,6 +77,8 @@ class Stage:
     ground_truth(config) -> {consumed key: batch key}: consumed outputs that training takes
       from the ground truth instead of an earlier stage (never at inference).
     uses_vgg: its train_step gets a perceptual loss (else perceptual is None).
+    image: the output that is a try-on picture of the person (None: not one), what
+      evaluation scores and try-on writes when the walk ends at this stage.
     """
 
     name: str
@@ -90,6 +92,7 @@ class Stage:
     sample_columns: tuple[str, ...]
     ground_truth: Callable[[ml_collections.ConfigDict], Mapping[str, str]] = no_ground_truth
     uses_vgg: bool = False
+    image: str | None = None
 
 
 def concat(values: Mapping[str, jax.Array], keys: Sequence[str]) -> jax.Array:

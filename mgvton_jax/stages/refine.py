@@ -59,4 +59,5 @@ STAGE = Stage(
     sample_columns=("reference_image", "clothes", "target_pose", "parsing", "warped_clothes",
                     "coarse", "composition_mask", "refined", "target_image"),
     uses_vgg=True,
+    image="refined",
 )

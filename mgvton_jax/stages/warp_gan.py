@@ -73,4 +73,5 @@ STAGE = Stage(
     sample_columns=("reference_image", "clothes", "target_pose", "parsing", "warped_clothes",
                     "coarse", "target_image"),
     uses_vgg=True,
+    image="coarse",
 )

@@ -1,0 +1,104 @@
+"""A trained pipeline ready to run: its networks loaded, the stage walk jitted over devices.
+
+Evaluation (`mgvton_jax.eval`) loads one from a training workdir, try-on
+(`mgvton_jax.tryon`) from an exported model directory; both then call it on batches of
+model inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mgvton_jax import stages
+from mgvton_jax.data.examples import MODEL_INPUT_CHANNELS
+from mgvton_jax.training.loop import load_inference_networks, stage_dir
+
+
+def walk_to(stop_after: str | None = None) -> tuple[str, ...]:
+    """The stages to run, in order, to the end of the pipeline or to `stop_after`, which must
+    output a try-on picture (`Stage.image`)."""
+    names = stages.PIPELINE if stop_after is None else \
+        stages.PIPELINE[:stages.PIPELINE.index(stages.get(stop_after).name) + 1]
+    if stages.get(names[-1]).image is None:
+        pictured = [n for n in stages.PIPELINE if stages.get(n).image]
+        raise ValueError(f"the {names[-1]!r} stage outputs no try-on picture; stop after one "
+                         f"of {pictured}")
+    return names
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """Inference networks of the stages `names` and their jitted walk.
+
+    steps: {stage: checkpoint step}; configs: {stage: training config}.
+    image_key: the output that is the try-on result (the last stage's `image`).
+    """
+
+    names: tuple[str, ...]
+    networks: Mapping[str, Mapping[str, nnx.Module]]
+    steps: Mapping[str, int]
+    configs: Mapping[str, ml_collections.ConfigDict]
+    devices: Sequence = dataclasses.field(default_factory=jax.devices)
+
+    def __post_init__(self):
+        self.image_key = stages.get(self.names[-1]).image
+        mesh = jax.make_mesh((len(self.devices),), ("data",), axis_types=(AxisType.Auto,),
+                             devices=self.devices)
+        self._replicated = NamedSharding(mesh, P())
+        self._data = NamedSharding(mesh, P("data"))
+        graphdef, state = nnx.split({n: dict(self.networks[n]) for n in self.names})
+        self._state = jax.device_put(state, self._replicated)
+        names = self.names
+
+        def walk(state, batch):
+            return stages.run_stages(names, nnx.merge(graphdef, state), batch)
+
+        self._walk: Callable = jax.jit(walk, in_shardings=(self._replicated, self._data),
+                                       out_shardings=self._data)
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        """The last stage's config (image size and data settings are shared)."""
+        return self.configs[self.names[-1]]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config.image_size)
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Model inputs (B, H, W, C) float32 -> every output of the walk, as NumPy.
+
+        B must divide by the device count (`batch_multiple`).
+        """
+        batch = {key: np.asarray(value) for key, value in batch.items()
+                 if key in MODEL_INPUT_CHANNELS}
+        return jax.device_get(self._walk(self._state, jax.device_put(batch, self._data)))
+
+    @property
+    def batch_multiple(self) -> int:
+        return len(self.devices)
+
+
+def load_workdir(workdir: str | Path, stop_after: str | None = None) -> Pipeline:
+    """The pipeline trained in workdir (WORKDIR/STAGE), each stage at its latest checkpoint.
+
+    Raises:
+      StageMissingError: a stage of the walk has no checkpoint (the message says how to
+        train it).
+    """
+    names = walk_to(stop_after)
+    networks, steps, configs = {}, {}, {}
+    for name in names:
+        networks[name], meta = load_inference_networks(name, stage_dir(workdir, name))
+        steps[name] = meta["step"]
+        configs[name] = ml_collections.ConfigDict(meta["config"])
+    return Pipeline(names, networks, steps, configs)
