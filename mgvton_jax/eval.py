@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from tqdm import tqdm
 
 from mgvton_jax import constants, inference, stages, visualize
 from mgvton_jax.data import build, examples, pipeline
+from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.metrics import inception, scores
 from mgvton_jax.metrics.lpips import lpips, packaged_params
@@ -57,13 +57,6 @@ METRIC_DEFINITIONS = {
            "target photos",
     "kid": "unbiased MMD^2, kernel (x.y/2048 + 1)^3, {subsets} subsets of min(1000, N)",
 }
-
-
-def example_id(key: str | bytes) -> str:
-    """A file name for a triplet key "ref.jpg|target.jpg|clothes.jpg": the three stems."""
-    key = key.decode() if isinstance(key, bytes) else str(key)
-    parts = [Path(part).stem for part in key.split("|")]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(parts))
 
 
 def test_examples(data_dir: Path, image_size: tuple[int, int], mode: str, seed: int
@@ -116,7 +109,7 @@ def _batches(source, indices, donors, image_size, batch_size) -> Iterator[list[t
         raw = _raw(source, index, image_size)
         model_raw = raw if clothes_index == index else shuffled_raw(
             raw, _raw(source, clothes_index, image_size), _raw(source, pose_index, image_size))
-        batch.append((example_id(source[index]["key"]), raw, model_raw))
+        batch.append((file_stem(source[index]["key"]), raw, model_raw))
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -308,7 +301,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
 
 
 def _ids_of(source, indices) -> list[str]:
-    return [example_id(source[i]["key"]) for i in indices]
+    return [file_stem(source[i]["key"]) for i in indices]
 
 
 def summary_table(results: Mapping) -> str:

@@ -8,6 +8,7 @@ model inputs.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 from mgvton_jax import stages
 from mgvton_jax.data.examples import MODEL_INPUT_CHANNELS
+from mgvton_jax.export import ModelError, load_model
 from mgvton_jax.training.loop import load_inference_networks, stage_dir
 
 
@@ -101,4 +103,21 @@ def load_workdir(workdir: str | Path, stop_after: str | None = None) -> Pipeline
         networks[name], meta = load_inference_networks(name, stage_dir(workdir, name))
         steps[name] = meta["step"]
         configs[name] = ml_collections.ConfigDict(meta["config"])
+    return Pipeline(names, networks, steps, configs)
+
+
+def load_model_dir(path: str | Path) -> Pipeline:
+    """The pipeline of a model directory written by `python -m mgvton_jax.export`.
+
+    Raises:
+      ModelError: not such a directory, or a stage's files are missing.
+    """
+    networks, manifest = load_model(path)
+    names = tuple(manifest["stages"])
+    if names != walk_to()[:len(names)] or stages.get(names[-1]).image is None:
+        raise ModelError(f"{path}: holds the stages {list(names)}, not a try-on pipeline "
+                         f"({list(stages.PIPELINE)})")
+    configs = {name: ml_collections.ConfigDict(json.loads(
+        (Path(path) / name / "config.json").read_text())) for name in names}
+    steps = {name: entry["step"] for name, entry in manifest["stages"].items()}
     return Pipeline(names, networks, steps, configs)

@@ -8,8 +8,10 @@ and a target pose, plus the clothes' product image. Paths stay as written in the
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -106,6 +108,14 @@ def read_viton_pairs(path: str | os.PathLike, split: str) -> PairList:
         paired = person.rsplit("_", 1)[0] == clothes.rsplit("_", 1)[0]
         result.triplets.append(Triplet(person, person, clothes, split, paired))
     return result
+
+
+def file_stem(key: str | bytes) -> str:
+    """A file name (no suffix) for a triplet key "A/ref.jpg|A/target.jpg|A/clothes.jpg":
+    the three file stems joined by "__", other characters than [A-Za-z0-9._-] as "_"."""
+    key = key.decode() if isinstance(key, bytes) else str(key)
+    stems = [PurePosixPath(part).stem for part in key.split("|")]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(stems))
 
 
 def with_both_directions(triplets: Iterable[Triplet]) -> list[Triplet]:
