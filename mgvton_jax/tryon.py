@@ -104,6 +104,70 @@ def _photo(source) -> np.ndarray:
 
 
 @dataclasses.dataclass
+class TryOnInputs:
+    """One try-on's inputs, read and checked: photo (h, w, 3) uint8, parsing (h, w) uint8
+    label ids, clothes (h', w', 3) uint8, clothes_mask (h', w') uint8 {0, 1}, keypoints
+    (18, 3) float32 measured on a (pose_size) photo; notes: choices made for the user."""
+
+    photo: np.ndarray
+    parsing: np.ndarray
+    clothes: np.ndarray
+    clothes_mask: np.ndarray
+    keypoints: np.ndarray
+    pose_size: tuple[int, int]
+    notes: list[str]
+
+
+def read_inputs(person, person_parsing, clothes, pose, clothes_mask=None,
+                pose_size: tuple[int, int] | None = None) -> TryOnInputs:
+    """Reads and checks one try-on's inputs (see `TryOn.__call__` for the arguments).
+
+    Raises:
+      DataError: an input that cannot be used; the message names it and says why.
+    """
+    notes = []
+    photo = _photo(person)
+    parsing = readers.read_parsing(person_parsing) if isinstance(
+        person_parsing, (str, os.PathLike)) else np.asarray(person_parsing)
+    if parsing.shape != photo.shape[:2]:
+        raise DataError(f"{_name(person_parsing)}: parsing is {parsing.shape[1]}x"
+                        f"{parsing.shape[0]} but the person photo {_name(person)} is "
+                        f"{photo.shape[1]}x{photo.shape[0]} (W x H); parse that photo")
+    if parsing.min(initial=0) < 0 or parsing.max(initial=0) >= constants.NUM_LABELS:
+        raise DataError(f"{_name(person_parsing)}: label ids outside 0.."
+                        f"{constants.NUM_LABELS - 1}")
+    product = _photo(clothes)
+    if clothes_mask is None:
+        mask = clothes_mask_from_white(product)
+        notes.append(f"clothes mask computed from the near-white background of "
+                     f"{_name(clothes)} (channels >= {WHITE_LEVEL} are background); "
+                     "pass a clothes mask to use your own")
+    else:
+        mask = readers.read_mask(clothes_mask) if isinstance(
+            clothes_mask, (str, os.PathLike)) else (np.asarray(clothes_mask) > 0)
+        if mask.shape != product.shape[:2]:
+            raise DataError(f"{_name(clothes_mask)}: mask is {mask.shape[1]}x"
+                            f"{mask.shape[0]}, the clothes image {product.shape[1]}x"
+                            f"{product.shape[0]}")
+    if not mask.any():
+        raise DataError(f"{_name(clothes if clothes_mask is None else clothes_mask)}: "
+                        "the clothes mask is empty (no clothes pixels)")
+    if isinstance(pose, (str, os.PathLike)):
+        read = readers.read_keypoints(pose)
+        if read.people == 0:
+            raise DataError(f"{pose}: no person in this keypoint file")
+        keypoints = read.keypoints
+    else:
+        keypoints = np.asarray(pose, np.float32)
+        if keypoints.shape != (constants.NUM_KEYPOINTS, 3):
+            raise DataError(f"a pose array must be ({constants.NUM_KEYPOINTS}, 3), got "
+                            f"{keypoints.shape}")
+        keypoints = representation.clean_keypoints(keypoints)
+    return TryOnInputs(photo, parsing.astype(np.uint8), product, mask.astype(np.uint8),
+                       keypoints, tuple(pose_size) if pose_size else photo.shape[:2], notes)
+
+
+@dataclasses.dataclass
 class TryOnResult:
     """image: (h, w, 3) uint8 at the person photo's size; intermediates: the synthesized
     parsing, warped clothes, coarse result and composition mask, pictured at that size;
@@ -125,8 +189,9 @@ class TryOn:
         """Raises ModelError when path is not a model directory (the message says why)."""
         return cls(inference.load_model_dir(path))
 
-    def __call__(self, person, person_parsing, clothes, pose, clothes_mask=None,
-                 pose_size: tuple[int, int] | None = None) -> TryOnResult:
+    def __call__(self, person=None, person_parsing=None, clothes=None, pose=None,
+                 clothes_mask=None, pose_size: tuple[int, int] | None = None, *,
+                 inputs: TryOnInputs | None = None) -> TryOnResult:
         """Dresses `person` in `clothes`, in `pose`.
 
         Args:
@@ -137,61 +202,27 @@ class TryOn:
           clothes_mask: file or (h', w') {0, 1}; None computes it from the white background.
           pose_size: (height, width) of the photo the pose was measured on (default: the
             person photo's).
+          inputs: instead of the above, what `read_inputs` returned.
         Raises:
           DataError: an input that cannot be used; the message names it and says why.
         """
-        notes = []
-        photo = _photo(person)
-        parsing = readers.read_parsing(person_parsing) if isinstance(
-            person_parsing, (str, os.PathLike)) else np.asarray(person_parsing)
-        if parsing.shape != photo.shape[:2]:
-            raise DataError(f"{_name(person_parsing)}: parsing is {parsing.shape[1]}x"
-                            f"{parsing.shape[0]} but the person photo {_name(person)} is "
-                            f"{photo.shape[1]}x{photo.shape[0]} (W x H); parse that photo")
-        if parsing.max(initial=0) >= len(constants.LIP_LABELS):
-            raise DataError(f"{_name(person_parsing)}: label ids above "
-                            f"{len(constants.LIP_LABELS) - 1}")
-        product = _photo(clothes)
-        if clothes_mask is None:
-            mask = clothes_mask_from_white(product)
-            notes.append(f"clothes mask computed from the near-white background of "
-                         f"{_name(clothes)} (channels >= {WHITE_LEVEL} are background); "
-                         "pass a clothes mask to use your own")
-        else:
-            mask = readers.read_mask(clothes_mask) if isinstance(
-                clothes_mask, (str, os.PathLike)) else (np.asarray(clothes_mask) > 0)
-            if mask.shape != product.shape[:2]:
-                raise DataError(f"{_name(clothes_mask)}: mask is {mask.shape[1]}x"
-                                f"{mask.shape[0]}, the clothes image {product.shape[1]}x"
-                                f"{product.shape[0]}")
-        if not mask.any():
-            raise DataError(f"{_name(clothes_mask if clothes_mask is not None else clothes)}: "
-                            "the clothes mask is empty (no clothes pixels)")
-        if isinstance(pose, (str, os.PathLike)):
-            read = readers.read_keypoints(pose)
-            if read.people == 0:
-                raise DataError(f"{pose}: no person in this keypoint file")
-            keypoints = read.keypoints
-        else:
-            keypoints = representation.clean_keypoints(np.asarray(pose, np.float32))
-            if keypoints.shape != (18, 3):
-                raise DataError(f"a pose array must be (18, 3), got {keypoints.shape}")
+        if inputs is None:
+            inputs = read_inputs(person, person_parsing, clothes, pose, clothes_mask, pose_size)
         frame = self.model.image_size
-        person_fit = Fit.of(photo.shape[:2], frame)
-        clothes_fit = Fit.of(product.shape[:2], frame)
-        pose_fit = Fit.of(tuple(pose_size) if pose_size else photo.shape[:2], frame)
-        raw = {"reference_image": person_fit.image(photo, 255, Image.BILINEAR),
-               "reference_parsing": person_fit.image(parsing.astype(np.uint8), 0, Image.NEAREST),
-               "clothes": clothes_fit.image(product, 255, Image.BILINEAR),
-               "clothes_mask": clothes_fit.image(mask.astype(np.uint8), 0, Image.NEAREST),
-               "target_keypoints": pose_fit.keypoints(keypoints)}
+        person_fit = Fit.of(inputs.photo.shape[:2], frame)
+        clothes_fit = Fit.of(inputs.clothes.shape[:2], frame)
+        raw = {"reference_image": person_fit.image(inputs.photo, 255, Image.BILINEAR),
+               "reference_parsing": person_fit.image(inputs.parsing, 0, Image.NEAREST),
+               "clothes": clothes_fit.image(inputs.clothes, 255, Image.BILINEAR),
+               "clothes_mask": clothes_fit.image(inputs.clothes_mask, 0, Image.NEAREST),
+               "target_keypoints": Fit.of(inputs.pose_size, frame).keypoints(inputs.keypoints)}
         # Inference never reads the ground-truth entries; they are left out of the batch.
         placeholders = {"target_image": raw["reference_image"],
                         "target_parsing": raw["reference_parsing"]}
-        inputs = examples.model_inputs({**raw, **placeholders}, self.model.config.data
-                                       .clothes_labels)
+        model_inputs = examples.model_inputs({**raw, **placeholders},
+                                             self.model.config.data.clothes_labels)
         batch = {key: np.repeat(value[None], self.model.batch_multiple, axis=0)
-                 for key, value in inputs.items() if key not in placeholders}
+                 for key, value in model_inputs.items() if key not in placeholders}
         values = self.model(batch)
         image = person_fit.back(visualize.to_rgb(values[self.model.image_key][0]),
                                 Image.BICUBIC)
@@ -199,7 +230,7 @@ class TryOn:
                                               Image.NEAREST if key == "parsing"
                                               else Image.BILINEAR)
                          for key in INTERMEDIATES if key in values}
-        return TryOnResult(image, intermediates, notes)
+        return TryOnResult(image, intermediates, inputs.notes)
 
 
 def write_image(path: str | os.PathLike, picture: np.ndarray) -> None:
@@ -295,17 +326,19 @@ def main(argv: list[str] | None = None) -> None:
                      if getattr(args, name) is None]:
         parser.error(f"missing {' '.join(missing)} (or use --pairs)")
     try:
-        tryon = TryOn.load(args.model)
         if args.pairs:
-            if not _run_pairs(tryon, args.pairs, args.data_root, args.out_dir,
-                              args.intermediates):
+            if not _run_pairs(TryOn.load(args.model), args.pairs, args.data_root,
+                              args.out_dir, args.intermediates):
                 raise SystemExit("error: no pair could be tried on")
             return
-        result = tryon(person=args.person, person_parsing=args.person_parsing,
-                       clothes=args.clothes, pose=args.pose, clothes_mask=args.clothes_mask,
-                       pose_size=args.pose_size)
-        for note in result.notes:
+        # The inputs first: a bad file is reported before the model loads.
+        inputs = read_inputs(args.person, args.person_parsing, args.clothes, args.pose,
+                             args.clothes_mask, args.pose_size)
+        if Path(args.out).suffix.lower() not in Image.registered_extensions():
+            raise DataError(f"{args.out}: unknown image type; use .png or .jpg")
+        for note in inputs.notes:
             print(f"note: {note}", file=sys.stderr)
+        result = TryOn.load(args.model)(inputs=inputs)
         written = write_result(result, args.out, args.intermediates)
     except (DataError, ModelError) as err:
         raise SystemExit(f"error: {err}") from None

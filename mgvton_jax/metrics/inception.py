@@ -167,13 +167,24 @@ class InceptionE(nnx.Module):
         ], axis=-1)
 
 
+def tf1_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of TF1's resize_bilinear(align_corners=False) along one axis:
+    output i samples input i * n_in / n_out (no half-pixel offset), the upper tap clamped."""
+    source = np.arange(n_out) * n_in / n_out
+    lower = np.floor(source).astype(int)
+    upper = np.minimum(lower + 1, n_in - 1)
+    weights = np.zeros((n_out, n_in))
+    np.add.at(weights, (np.arange(n_out), lower), 1 - (source - lower))
+    np.add.at(weights, (np.arange(n_out), upper), source - lower)
+    return weights
+
+
 def tf1_resize(images: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
-    """(N, H, W, C) -> (N, size, size, C) as TF1's resize_bilinear(align_corners=False):
-    output pixel i samples input position i * in / out (no half-pixel offset), clamped."""
-    scale = jnp.array([size / images.shape[1], size / images.shape[2]])
-    return jax.image.scale_and_translate(
-        images, (images.shape[0], size, size, images.shape[3]), (1, 2), scale,
-        0.5 * (1.0 - scale), method="linear", antialias=False)
+    """(N, H, W, C) -> (N, size, size, C), resampled as the TF graph does (TF1 bilinear)."""
+    rows = jnp.asarray(tf1_resize_matrix(images.shape[1], size), images.dtype)
+    cols = jnp.asarray(tf1_resize_matrix(images.shape[2], size), images.dtype)
+    return jnp.einsum("ih,jw,nhwc->nijc", rows, cols, images,
+                      precision=jax.lax.Precision.HIGHEST)
 
 
 class InceptionV3(nnx.Module):
