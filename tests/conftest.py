@@ -60,3 +60,15 @@ def trained_pipeline(synthetic_data_dir, tmp_path_factory):
         configs[name] = config
         results[name] = loop.train_stage(config, workdir, synthetic_data_dir)
     return workdir, configs, results
+
+
+@pytest.fixture(scope="session")
+def fake_inception_weights(tmp_path_factory):
+    """An .npz of `fake_inception_arrays` as the converter writes it."""
+    from fake_weights import fake_inception_arrays
+
+    from mgvton_jax.tools import convert_inception
+
+    path = tmp_path_factory.mktemp("inception") / "inception.npz"
+    convert_inception.write_npz(convert_inception.convert_arrays(fake_inception_arrays()), path)
+    return path

