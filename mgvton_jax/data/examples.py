@@ -46,17 +46,20 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_photo(path: Path, notes: list[str]) -> bytes:
-    """File bytes as they are when the photo is a 256x192 JPEG/PNG, else a resized PNG."""
-    pixels = readers.read_rgb(path)
-    if pixels.shape[:2] == constants.IMAGE_SIZE and path.suffix.lower() in (".jpg", ".jpeg",
-                                                                            ".png"):
-        return path.read_bytes()
-    if pixels.shape[:2] != constants.IMAGE_SIZE:
-        notes.append(f"resized {path} from {pixels.shape[0]}x{pixels.shape[1]}")
+def _encode_photo(path: Path, notes: list[str]) -> tuple[bytes, tuple[int, int]]:
+    """(stored bytes, (H, W) of the file): the file's own bytes when it is an RGB JPEG/PNG of
+    256x192, else a PNG of the RGB a person sees, resized to 256x192."""
+    pixels = readers.read_rgb(path, notes)  # first: it names an unreadable file
+    with Image.open(path) as image:
+        as_is = image.mode == "RGB" and image.format in ("JPEG", "PNG")
+    source_hw = pixels.shape[:2]
+    if as_is and source_hw == constants.IMAGE_SIZE:
+        return path.read_bytes(), source_hw
+    if source_hw != constants.IMAGE_SIZE:
+        notes.append(f"resized {path} from {source_hw[1]}x{source_hw[0]}")
         size = (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT)
         pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
-    return _png(pixels)
+    return _png(pixels), source_hw
 
 
 def _resize_labels(labels: np.ndarray) -> np.ndarray:
@@ -66,25 +69,52 @@ def _resize_labels(labels: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST))
 
 
-def _keypoints(path: Path, image_path: Path, notes: list[str]) -> np.ndarray:
+def _same_size(path: Path, labels: np.ndarray, photo: Path, photo_hw: tuple[int, int],
+               what: str) -> None:
+    if labels.shape != tuple(photo_hw):
+        raise readers.DataError(
+            f"{path}: {what} is {labels.shape[1]}x{labels.shape[0]} but {photo} is "
+            f"{photo_hw[1]}x{photo_hw[0]} (W x H); they must be of the same picture")
+
+
+# Keypoints may lie a little outside their photo (OpenPose extrapolates cut-off joints, e.g.
+# a knee at y = 257.6 in a 256-row JDAI photo); farther out they belong to another size.
+KEYPOINT_MARGIN = 0.1
+
+
+def _keypoints(path: Path, photo: Path, photo_hw: tuple[int, int], notes: list[str]
+               ) -> np.ndarray:
     read = readers.read_keypoints(path)
     if read.people == 0:
         notes.append(f"no person in {path}")
-    with Image.open(image_path) as image:
-        source_hw = (image.height, image.width)
-    if source_hw != constants.IMAGE_SIZE:
-        return rep.scale_keypoints(read.keypoints, source_hw, constants.IMAGE_SIZE)
+    visible = rep.joint_visible(read.keypoints)
+    if visible.any():
+        xy = read.keypoints[visible, :2]
+        height, width = photo_hw
+        low = -KEYPOINT_MARGIN * np.array([width, height])
+        high = (1 + KEYPOINT_MARGIN) * np.array([width, height])
+        outside = np.any((xy < low) | (xy > high), axis=1)
+        if outside.any():
+            x, y = xy[outside][0]
+            raise readers.DataError(
+                f"{path}: a joint at ({x:.1f}, {y:.1f}) lies outside {photo} ({width}x{height}); "
+                "were the keypoints measured on a photo of another size?")
+    if tuple(photo_hw) != constants.IMAGE_SIZE:
+        return rep.scale_keypoints(read.keypoints, photo_hw, constants.IMAGE_SIZE)
     return read.keypoints
 
 
 def load_triplet(layout: layouts.Layout, triplet: Triplet) -> tuple[dict, list[str]]:
     """Reads and validates every file of a triplet into an encoded record.
 
+    A photo, its parsing and its keypoints must describe one picture: the parsing of the
+    photo's size, the keypoints within it (all three are then resized to 256x192 together);
+    likewise a clothes image and its mask.
     Returns:
       (record, notes): the record (see `decode_record`), and notes for the build report
-      (resized files, keypoint files without a person).
+      (resized or converted files, keypoint files without a person).
     Raises:
-      DataError: a missing or unreadable file; the message names it.
+      DataError: a missing, unreadable or mismatched file; the message names it.
     """
     notes: list[str] = []
 
@@ -92,17 +122,24 @@ def load_triplet(layout: layouts.Layout, triplet: Triplet) -> tuple[dict, list[s
         return layout.find(kind, entry, triplet.split)
 
     record: dict = {"key": triplet.key, "paired": triplet.paired}
+    sizes = {}
     for key, entry in zip(IMAGE_KEYS, (triplet.reference, triplet.target, triplet.clothes),
                           strict=True):
         kind = layouts.CLOTHES if key == "clothes" else layouts.PERSON
-        record[key] = _encode_photo(find(kind, entry), notes)
-    mask = _resize_labels(readers.read_mask(find(layouts.CLOTHES_MASK, triplet.clothes)))
-    record["clothes_mask"] = _png(mask * np.uint8(255))
+        record[key], sizes[key] = _encode_photo(find(kind, entry), notes)
+    clothes_path, mask_path = find(layouts.CLOTHES, triplet.clothes), \
+        find(layouts.CLOTHES_MASK, triplet.clothes)
+    mask = readers.read_mask(mask_path)
+    _same_size(mask_path, mask, clothes_path, sizes["clothes"], "the clothes mask")
+    record["clothes_mask"] = _png(_resize_labels(mask) * np.uint8(255))
     for prefix, entry in (("reference", triplet.reference), ("target", triplet.target)):
-        record[f"{prefix}_parsing"] = _png(
-            _resize_labels(readers.read_parsing(find(layouts.PARSING, entry))))
-        record[f"{prefix}_keypoints"] = _keypoints(
-            find(layouts.KEYPOINTS, entry), find(layouts.PERSON, entry), notes)
+        photo, hw = find(layouts.PERSON, entry), sizes[f"{prefix}_image"]
+        parsing_path = find(layouts.PARSING, entry)
+        parsing = readers.read_parsing(parsing_path)
+        _same_size(parsing_path, parsing, photo, hw, "the parsing")
+        record[f"{prefix}_parsing"] = _png(_resize_labels(parsing))
+        record[f"{prefix}_keypoints"] = _keypoints(find(layouts.KEYPOINTS, entry), photo, hw,
+                                                   notes)
     return record, notes
 
 

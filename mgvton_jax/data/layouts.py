@@ -120,8 +120,9 @@ def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = N
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data set directory not found")
-    viton_root = next((r for r in (root, root / "data") if (r / "train_pairs.txt").is_file()
-                       or (r / "test_pairs.txt").is_file()), None)
+    viton_root = next((r for r in (root, root / "data") if any(
+        (r / f"{split}_pairs.txt").is_file() or (r / split / "image").is_dir()
+        for split in pairs.SPLITS)), None)
     if (root / "all").is_dir():
         layout = _layout("mpv", root)
         found = sorted(root.glob("all_poseA_poseB_clothes*.txt"))
@@ -130,15 +131,21 @@ def open_source(root: str | os.PathLike, pair_list: str | os.PathLike | None = N
         found = sorted(root.glob("data_pair*.txt"))
     elif viton_root is not None:
         layout = _layout("viton", viton_root)
-        result, files = pairs.PairList(), []
-        for split in pairs.SPLITS:
-            path = viton_root / f"{split}_pairs.txt"
-            if path.is_file():
-                read = pairs.read_viton_pairs(path, split)
-                result.triplets += read.triplets
-                result.bad_lines += read.bad_lines
-                files.append(path)
-        return Source(layout, result, files)
+        # A named list's split is in its name (train_pairs.txt, test_samples_pair.txt).
+        lists = ({"train" if "train" in Path(pair_list).name else "test": Path(pair_list)}
+                 if pair_list is not None else
+                 {split: viton_root / f"{split}_pairs.txt" for split in pairs.SPLITS
+                  if (viton_root / f"{split}_pairs.txt").is_file()})
+        if not lists:
+            raise DataError(
+                f"{viton_root}: VITON layout without train_pairs.txt or test_pairs.txt; name "
+                "your pair list (2 columns: person.jpg clothes.jpg) with --pair-list")
+        result = pairs.PairList()
+        for split, path in lists.items():
+            read = pairs.read_viton_pairs(path, split)
+            result.triplets += read.triplets
+            result.bad_lines += read.bad_lines
+        return Source(layout, result, list(lists.values()))
     else:
         raise DataError(
             f"{root}: unknown data set layout. Expected MPV (all/, all_parsing/, "

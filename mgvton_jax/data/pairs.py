@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from mgvton_jax.data.readers import DataError
+
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -52,12 +54,42 @@ class PairList:
     bad_lines: list[BadLine] = field(default_factory=list)
 
 
-def _read_lines(path: str | os.PathLike) -> Iterable[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if line:
-                yield number, line
+def _read_lines(path: str | os.PathLike, bad: list[BadLine]) -> Iterable[tuple[int, str]]:
+    """(line number, text) of the non-blank lines; a line that is not UTF-8 goes to `bad`.
+
+    Raises:
+      DataError: the file cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw_lines = f.read().splitlines()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the pair list ({err.strerror})") from None
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            bad.append(BadLine(str(path), number, raw.decode("utf-8", "replace").strip(),
+                               "not UTF-8 text"))
+            continue
+        if line:
+            yield number, line
+
+
+class _Deduplicated:
+    """Keeps the first of repeated triplets; a repeat is a bad line naming the first."""
+
+    def __init__(self, path: str | os.PathLike, result: PairList):
+        self.path, self.result, self.first = str(path), result, {}
+
+    def add(self, number: int, line: str, triplet: Triplet) -> None:
+        key = (triplet.key, triplet.split)
+        if key in self.first:
+            self.result.bad_lines.append(BadLine(self.path, number, line,
+                                                 f"repeats line {self.first[key]}"))
+        else:
+            self.first[key] = number
+            self.result.triplets.append(triplet)
 
 
 def _is_image(name: str) -> bool:
@@ -68,11 +100,13 @@ def read_mpv_pairs(path: str | os.PathLike) -> PairList:
     """Reads an MPV pair list: 4 whitespace-separated columns `poseA poseB clothes split`.
 
     Tabs or spaces, a missing final newline and CRLF are all accepted. A line with another
-    column count, a split other than train/test, or a column that is not an image (e.g. the
-    JDAI `demo.txt`, whose 2nd column is a keypoint JSON) is recorded in `bad_lines`.
+    column count, a split other than train/test, a column that is not an image (e.g. the
+    JDAI `demo.txt`, whose 2nd column is a keypoint JSON), text that is not UTF-8, or a
+    repeat of an earlier line is recorded in `bad_lines`.
     """
     result = PairList()
-    for number, line in _read_lines(path):
+    kept = _Deduplicated(path, result)
+    for number, line in _read_lines(path, result.bad_lines):
         columns = line.split()
         reason = None
         if len(columns) != 4:
@@ -84,7 +118,8 @@ def read_mpv_pairs(path: str | os.PathLike) -> PairList:
         if reason:
             result.bad_lines.append(BadLine(str(path), number, line, reason))
         else:
-            result.triplets.append(Triplet(*columns))
+            kept.add(number, line, Triplet(*columns))
+    result.bad_lines.sort(key=lambda bad: bad.line_number)
     return result
 
 
@@ -97,7 +132,8 @@ def read_viton_pairs(path: str | os.PathLike, split: str) -> PairList:
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {SPLITS}")
     result = PairList()
-    for number, line in _read_lines(path):
+    kept = _Deduplicated(path, result)
+    for number, line in _read_lines(path, result.bad_lines):
         columns = line.split()
         if len(columns) != 2 or not all(_is_image(c) for c in columns):
             result.bad_lines.append(
@@ -106,7 +142,8 @@ def read_viton_pairs(path: str | os.PathLike, split: str) -> PairList:
             continue
         person, clothes = columns
         paired = person.rsplit("_", 1)[0] == clothes.rsplit("_", 1)[0]
-        result.triplets.append(Triplet(person, person, clothes, split, paired))
+        kept.add(number, line, Triplet(person, person, clothes, split, paired))
+    result.bad_lines.sort(key=lambda bad: bad.line_number)
     return result
 
 

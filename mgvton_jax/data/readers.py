@@ -32,21 +32,43 @@ def _open_image(path: str | os.PathLike) -> Image.Image:
         image.load()  # decode now so a truncated file fails here, not later
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot decode image ({err})") from None
     return image
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Reads a photo or product image as RGB.
-
-    Returns:
-      (H, W, 3) uint8. Grey, RGBA and CMYK files are converted to RGB.
-    """
-    image = _open_image(path)
-    if image.mode != "RGB":
+def _rgb_as_seen(image: Image.Image, path: str | os.PathLike,
+                 notes: list[str] | None) -> Image.Image:
+    """The RGB picture a viewer sees: transparency composited on white, 16-bit grey scaled to
+    8 bits (not clipped), palette and CMYK colours converted."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, np.float64)
+        if values.max(initial=0) > 255:  # 16-bit data: scale, do not clip
+            values = values * (255.0 / 65535.0)
+        image = Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        if np.asarray(rgba)[..., 3].min() < 255:
+            if notes is not None:
+                notes.append(f"composited the transparency of {path} on white")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
         image = image.convert("RGB")
-    return np.asarray(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def read_rgb(path: str | os.PathLike, notes: list[str] | None = None) -> np.ndarray:
+    """Reads a photo or product image as the RGB a person sees.
+
+    Grey, palette and CMYK files are converted; 16-bit grey is scaled to 8 bits; transparent
+    pixels are composited on white (try-on product images are shot on white), noted in
+    `notes` when given.
+    Returns:
+      (H, W, 3) uint8.
+    """
+    return np.asarray(_rgb_as_seen(_open_image(path), path, notes))
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -122,15 +144,24 @@ def read_keypoints(path: str | os.PathLike) -> Keypoints:
     expected = constants.NUM_KEYPOINTS * 3
     poses = []
     for person in people:
-        values = person.get("pose_keypoints_2d", person.get("pose_keypoints"))
-        if values is None:
-            raise DataError(f"{path}: person without 'pose_keypoints_2d' or 'pose_keypoints'")
+        values = person.get("pose_keypoints_2d", person.get("pose_keypoints")) \
+            if isinstance(person, dict) else None
+        if values is None or not isinstance(values, list):
+            raise DataError(f"{path}: a person without a 'pose_keypoints_2d' (or "
+                            "'pose_keypoints') list")
         if len(values) != expected:
             raise DataError(
                 f"{path}: {len(values)} pose values ({len(values) / 3:g} joints); expected "
                 f"{expected} (OpenPose COCO-18). BODY_25 or other models are not supported"
             )
-        poses.append(np.asarray(values, np.float32).reshape(constants.NUM_KEYPOINTS, 3))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            bad = next(v for v in values if not isinstance(v, (int, float)) or
+                       isinstance(v, bool))
+            raise DataError(f"{path}: pose value {bad!r} is not a number")
+        pose = np.asarray(values, np.float32).reshape(constants.NUM_KEYPOINTS, 3)
+        if not np.isfinite(pose).all():
+            raise DataError(f"{path}: pose values that are not finite (NaN or infinity)")
+        poses.append(pose)
     if not poses:
         return Keypoints(np.zeros((constants.NUM_KEYPOINTS, 3), np.float32), 0)
     best = int(np.argmax([pose[:, 2].sum() for pose in poses]))

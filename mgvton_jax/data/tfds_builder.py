@@ -24,6 +24,7 @@ NAME = "mpv_triplets"
 class BuildLog:
     """What happened while building: skipped triplets (with the reason) and notes."""
 
+    listed: Counter = dataclasses.field(default_factory=Counter)
     written: Counter = dataclasses.field(default_factory=Counter)
     skipped: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -68,6 +69,12 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
         by_split = {split: [t for t in self.source.pair_list.triplets if t.split == split]
                     for split in pairs.SPLITS}
         by_split["train"] = pairs.with_both_directions(by_split["train"])
+        if not any(by_split.values()):
+            raise readers.DataError(
+                f"{', '.join(str(p) for p in self.source.pair_files)}: no usable line "
+                f"({len(self.source.pair_list.bad_lines)} bad lines)")
+        for split, triplets in by_split.items():
+            self.log.listed[split] = len(triplets)
         return {split: self._generate_examples(split, triplets)
                 for split, triplets in by_split.items() if triplets}
 
@@ -79,7 +86,15 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
             except readers.DataError as err:
                 self.log.skipped.append((split, triplet.key, str(err)))
                 continue
+            except (OSError, ValueError, TypeError, SyntaxError, EOFError) as err:
+                # A file no reader check foresaw: this triplet is skipped, the build goes on.
+                self.log.skipped.append((split, triplet.key,
+                                         f"unreadable file ({type(err).__name__}: {err})"))
+                continue
             self.log.notes.extend(notes)
             self.log.written[split] += 1
             yield triplet.key, record
+        if not self.log.written[split]:
+            raise readers.DataError(f"no triplet of the {split} split could be read "
+                                    f"({len(triplets)} listed, all skipped)")
 
