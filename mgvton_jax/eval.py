@@ -39,6 +39,7 @@ from mgvton_jax.metrics import inception, scores
 from mgvton_jax.metrics.lpips import lpips, packaged_params
 from mgvton_jax.metrics.ssim import grayscale_ssim, ssim
 from mgvton_jax.stages.gmm import clothes_region
+from mgvton_jax.training.checkpoint import CheckpointError
 
 MODES = ("paired", "shuffled")
 ROWS = ("model", "copy_reference", "mean_target")
@@ -370,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         results = evaluate(args.workdir, args.out, args.data_dir, args.mode, args.stop_after,
                            args.seed, args.batch_size, weights, args.lpips_net, args.grids)
-    except (stages.StageMissingError, DataError, inception.WeightsError, ValueError) as err:
+    except (stages.StageMissingError, DataError, inception.WeightsError, ValueError,
+            CheckpointError) as err:
         raise SystemExit(f"error: {err}") from None
     print(summary_table(results))
     print(f"wrote {args.out}/results.json, images/, grids/"

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from mgvton_jax import constants, stages
+from mgvton_jax.training.checkpoint import CheckpointError
 from mgvton_jax.training.loop import load_inference_networks
 
 FORMAT = "mgvton-jax model 1"
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         manifest = export_model(args.workdir, args.out)
-    except (ModelError, stages.StageMissingError) as err:
+    except (ModelError, stages.StageMissingError, CheckpointError) as err:
         raise SystemExit(f"error: {err}") from None
     steps = ", ".join(f"{name} step {entry['step']}" for name, entry in manifest["stages"].items())
     print(f"wrote {args.out}: {steps}")

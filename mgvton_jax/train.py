@@ -14,15 +14,18 @@ under W/data before training starts.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mgvton_jax import stages
+from mgvton_jax.config_lib import VARIANTS
 from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
+from mgvton_jax.training.checkpoint import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file: configs/STAGE.py[:variant].", lock_config=True)
@@ -33,6 +36,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run that JAX detects itself (TPU pods, "
     "SLURM, Open MPI). Implied under SLURM with more than one task.")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the traceback of a user error too.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -53,11 +57,14 @@ def parse_flags(argv: list[str]) -> list[str]:
         value = arg.partition("=")[2] if arg.startswith("--config=") else \
             argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None
         if value is not None:
-            path = value.split(":")[0]
+            path, _, variant = value.partition(":")
             if not os.path.isfile(path):
                 raise SystemExit(f"error: --config {path}: no such file; the stage configs are "
                                  f"configs/{{{','.join(stages.PIPELINE)}}}.py and "
                                  "configs/pipeline.py")
+            if variant and variant not in VARIANTS:
+                raise SystemExit(f"error: --config {value}: no variant {variant!r}; the "
+                                 f"variants are {', '.join(VARIANTS)} (none: full)")
     try:
         return flags.FLAGS(argv)
     except AttributeError as err:  # ml_collections names the field and its likely spelling
@@ -72,6 +79,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # progress is printed; libraries' INFO is noise
         logging.set_verbosity(logging.WARNING)
+    workdir = Path(_WORKDIR.value)
+    if workdir.exists() and not workdir.is_dir():
+        raise SystemExit(f"error: --workdir {workdir} is a file; name a directory (new or a "
+                         "run's, to resume it)")
     initialize_distributed()
     config = _CONFIG.value
     configs = ([config.stages[name] for name in stages.PIPELINE if name in config.stages]
@@ -81,8 +92,10 @@ def main(argv: list[str]) -> None:
             loop.train_stage(stage_config, _WORKDIR.value,
                              build.dataset_for(stage_config.data, stage_config.seed, _WORKDIR.value,
                                                multi_process=jax.process_count() > 1))
-    except (DataError, FileNotFoundError, stages.StageMissingError,
-            loop.NonFiniteLossError) as err:  # the message says what to do; no traceback
+    except (DataError, FileNotFoundError, stages.StageMissingError, loop.NonFiniteLossError,
+            loop.ConfigError, CheckpointError) as err:  # the message says what to do
+        if _DEBUG.value:
+            raise
         raise SystemExit(f"error: {err}") from None
 
 

@@ -167,8 +167,13 @@ def test_four_devices_match_one_device(stage, synthetic_data_dir):
 
 def test_batch_must_divide_by_devices(synthetic_data_dir):
     config = tiny_config("gmm", synthetic_data_dir, batch_size=6)
-    with pytest.raises(ValueError, match="does not divide by the 4 devices"):
+    with pytest.raises(loop.ConfigError, match="batch_size 6: it must be a positive multiple "
+                       "of the 4 devices"):
         loop.compile_stage(config, {})
+    for batch, message in ((0, "positive multiple"), (8, "larger than the 6 training")):
+        config.train.batch_size = batch
+        with pytest.raises(loop.ConfigError, match=message):
+            loop.check_batch(config, 6, 4)
 
 
 def _metrics(workdir, stage="gmm"):

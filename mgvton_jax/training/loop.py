@@ -31,11 +31,27 @@ from mgvton_jax import stages, visualize
 from mgvton_jax.data import pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
-from mgvton_jax.training.checkpoint import StageCheckpoints
+from mgvton_jax.training.checkpoint import CheckpointError, StageCheckpoints
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite."""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work (the message names the field and what to set)."""
+
+
+def check_batch(config: ml_collections.ConfigDict, num_examples: int, devices: int) -> None:
+    """Raises ConfigError unless the global batch is positive, divides by the device count
+    and fits in the training split."""
+    batch = config.train.batch_size
+    if batch < 1 or batch % devices:
+        raise ConfigError(f"train.batch_size {batch}: it must be a positive multiple of the "
+                          f"{devices} devices")
+    if batch > num_examples:
+        raise ConfigError(f"train.batch_size {batch} is larger than the {num_examples} training "
+                          "triplets; lower it or use more data")
 
 
 def stage_dir(workdir: str | Path, stage: str) -> Path:
@@ -57,17 +73,23 @@ def load_inference_networks(name: str, directory: str | Path, variant: str = "VA
     checkpoints = StageCheckpoints(checkpoint_dir) if config_file.exists() and \
         checkpoint_dir.is_dir() else None
     try:
-        step = checkpoints.latest_step() if checkpoints else None
-        if step is None:
+        config = ml_collections.ConfigDict(json.loads(config_file.read_text())) \
+            if checkpoints else None
+
+        def restore(step):
+            networks = stages.restored_networks(
+                name, config, stages.get(name).inference,
+                lambda target: checkpoints.restore_inference(step, target))
+            return networks, checkpoints.restore_meta(step)
+
+        found = checkpoints.restore_latest(restore, report=logging.warning) \
+            if checkpoints else None
+        if found is None:
             raise StageMissingError(
                 f"{directory} has no checkpoint of the {name!r} stage. Train it first: "
                 f"python -m mgvton_jax.train --config configs/{name}.py:{variant} "
                 f"--workdir {directory.parent}")
-        config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-        networks = stages.restored_networks(
-            name, config, stages.get(name).inference,
-            lambda target: checkpoints.restore_inference(step, target))
-        meta = checkpoints.restore_meta(step)
+        networks, meta = found[1]
     finally:
         if checkpoints:
             checkpoints.close()
@@ -152,9 +174,28 @@ class _Preemption:
 def _check_finite(metrics: dict, step: int, checkpoints: StageCheckpoints) -> None:
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
+        latest = checkpoints.latest_step()
+        kept = f"the last good checkpoint is step {latest} in {checkpoints.directory}" \
+            if latest is not None else "there is no checkpoint yet"
         raise NonFiniteLossError(
-            f"non-finite loss at step {step}: {bad}; stopped without saving. The last good "
-            f"checkpoint is step {checkpoints.latest_step()} in {checkpoints.directory}")
+            f"non-finite loss at step {step}: {bad}; stopped without saving, and {kept}")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops the lines logged after `step` (a run killed after its last checkpoint logged
+    steps that the resumed run logs again): one line per step."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut by the kill
+            continue
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{line}\n" for line in kept))
+    partial.replace(path)
 
 
 def _sample_split(data_dir: Path, batch_size: int) -> str:
@@ -209,9 +250,9 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     required = stages.required_stages(stage.name, config)
     taught = stage.ground_truth(config)
     devices = jax.devices() if devices is None else devices
-    if config.train.batch_size % len(devices):
-        raise ValueError(f"global batch size {config.train.batch_size} does not divide by the "
-                         f"{len(devices)} devices; choose a multiple of {len(devices)}")
+    if config.train.batch_size < 1 or config.train.batch_size % len(devices):
+        raise ConfigError(f"train.batch_size {config.train.batch_size}: it must be a positive "
+                          f"multiple of the {len(devices)} devices")
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,),
                          devices=devices)
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -279,6 +320,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     devices = jax.device_count()
     data_dir = Path(data_dir)
     num_examples = len(pipeline.data_source(data_dir, "train"))
+    check_batch(config, num_examples, devices)
     steps = total_steps(config, num_examples)
     compiled = compile_stage(config, load_frozen(config, workdir))
     state = compiled.state
@@ -298,11 +340,22 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     sample_iterator.close()
     iterator = iter(make_batches(shuffle=True, flip=config.data.flip_probability, epochs=None))
     checkpoints = StageCheckpoints(out_dir / "checkpoints", config.train.keep_checkpoints)
-    step = checkpoints.latest_step() or 0
-    if step:
-        restored, _ = checkpoints.restore(step, nnx.to_pure_dict(state), iterator)
+    target = nnx.to_pure_dict(state)
+    try:
+        found = checkpoints.restore_latest(
+            lambda step: checkpoints.restore(step, target, iterator)[0], move_damaged=True,
+            report=lambda message: print(f"[{stage.name}] {message}", flush=True))
+    except CheckpointError:
+        iterator.close()
+        checkpoints.close()
+        raise
+    step = 0
+    if found is not None:
+        step, restored = found
         nnx.replace_by_pure_dict(state, restored)
         print(f"[{stage.name}] resumed from step {step}", flush=True)
+    if is_main:
+        _truncate_metrics(out_dir / "metrics.jsonl", step)
 
     def save(step, state):
         meta = {"step": step, "total_steps": steps, "stage": stage.name,
