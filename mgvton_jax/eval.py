@@ -201,11 +201,13 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     for sub in ("images", "targets", "grids"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     grids = 0
+    all_ids: list[str] = []
     batches = _batches(source, indices, donors, image_size, batch_size)
     for batch in tqdm(batches, total=-(-n // batch_size), desc="eval", unit="batch",
                       disable=not progress, file=sys.stderr):
         count = len(batch)
         ids = [item[0] for item in batch]
+        all_ids += ids
         inputs = [examples.model_inputs(item[2], config.data.clothes_labels) for item in batch]
         inputs = {key: _stack_padded([x[key] for x in inputs], batch_size) for key in inputs[0]}
         values = model(inputs)
@@ -255,7 +257,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     if paired:  # the mean photo against every target, read back as saved
         for start in range(0, n, batch_size):
             target = np.stack([np.asarray(Image.open(out / "targets" / f"{name}.png"))
-                               for name in _ids_of(source, indices[start:start + batch_size])])
+                               for name in all_ids[start:start + batch_size]])
             constant = np.repeat(mean_target[None], len(target), axis=0)
             mean_rows.ssim.append(ssim(constant, target))
             mean_rows.ssim_gray.append(grayscale_ssim(constant, target))
@@ -302,10 +304,6 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     partial.write_text(json.dumps(results, indent=1))
     partial.replace(out / "results.json")
     return results
-
-
-def _ids_of(source, indices) -> list[str]:
-    return [file_stem(source[i]["key"]) for i in indices]
 
 
 def summary_table(results: Mapping) -> str:
