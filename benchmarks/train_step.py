@@ -70,7 +70,7 @@ def stage_config(stage: str, size: str) -> ml_collections.ConfigDict:
     if size == "full":
         cfg.train.batch_size = FULL_BATCH_SIZE
         cfg.perceptual.random_width_divisor = 1
-    cfg.perceptual.allow_random = True
+    cfg.perceptual.random = True
     cfg.perceptual.weights_path = ""
     return cfg
 

@@ -38,6 +38,7 @@ LIP_PALETTE = (
 HAIR_LABELS = (2,)
 FACE_LABELS = (13,)
 CLOTHES_LABELS = (5, 6, 7)  # upper clothes, dress, coat: what the try-on replaces
+NECK_LABEL = 10  # CIHP torso skin: the neck in the JDAI MPV parsings (real-samples README)
 LABEL_FLIP_PAIRS = ((14, 15), (16, 17), (18, 19))  # left/right arm, leg, shoe
 
 # OpenPose COCO-18 keypoints, in file order.

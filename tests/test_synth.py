@@ -15,7 +15,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from mgvton_jax.constants import IMAGE_SIZE, KEYPOINTS, LIP_LABELS, LIP_PALETTE, NUM_LABELS
+from mgvton_jax.constants import (
+    IMAGE_SIZE,
+    KEYPOINTS,
+    LIP_LABELS,
+    LIP_PALETTE,
+    NECK_LABEL,
+    NUM_LABELS,
+)
 from mgvton_jax.data import synth
 
 NUM_PEOPLE = 6
@@ -32,9 +39,10 @@ def _labels(*names: str) -> set[int]:
 
 
 # Where each joint must land, by the parsing label under it. Arms may cross (a wrist can be
-# covered by the other forearm); long sleeves can reach over wrists; the neck is face skin.
+# covered by the other forearm); long sleeves can reach over wrists; the neck joint is on neck
+# skin, label 10 as in the JDAI MPV parsings (CIHP torso skin).
 ALLOWED_LABELS = {
-    "nose": _labels("face"), "neck": _labels("face"), "r_eye": _labels("face"),
+    "nose": _labels("face"), "neck": {NECK_LABEL}, "r_eye": _labels("face"),
     "l_eye": _labels("face"), "r_ear": _labels("face"), "l_ear": _labels("face"),
     "r_shoulder": _labels("upper_clothes"), "l_shoulder": _labels("upper_clothes"),
     "r_hip": _labels("upper_clothes"), "l_hip": _labels("upper_clothes"),
@@ -157,6 +165,7 @@ def test_image_modes_sizes_and_labels(dataset: tuple[Path, dict]) -> None:
             assert labels.max() < NUM_LABELS
             present = set(np.unique(labels).tolist())
             assert _labels("background", "hair", "face", "upper_clothes", "pants") <= present
+            assert NECK_LABEL in present
             assert present & _labels("left_arm", "right_arm")
 
 
@@ -230,6 +239,22 @@ def test_worn_garment_has_product_colours(dataset: tuple[Path, dict]) -> None:
     assert np.diag(distances).max() < 20.0, np.diag(distances)
     # The clothes image predicts the garment: each person's nearest product is their own.
     assert (distances.argmin(axis=1) == np.arange(len(people))).all(), distances
+
+
+def test_patterns_keep_their_contrast_at_the_tiny_size(tmp_path: Path) -> None:
+    # The tiny configs see 64x48: a stripe period of a few product pixels would average away.
+    synth.write_synthetic_mpv(tmp_path, 24, seed=1)
+    kept = []
+    for cloth in sorted(tmp_path.glob("all/*/*=cloth_front.jpg")):
+        grey = Image.open(cloth).convert("L")
+        mask = Image.open(cloth.with_name(cloth.stem + "_mask.jpg"))
+        full_std = np.asarray(grey, float)[np.asarray(mask) > 128].std()
+        if full_std < 10:  # a solid garment
+            continue
+        small = np.asarray(grey.resize((48, 64), Image.BOX), float)
+        inside = np.asarray(mask.resize((48, 64), Image.BOX)) > 250
+        kept.append(small[inside].std() / full_std)
+    assert len(kept) >= 10 and np.median(kept) > 0.85, np.round(sorted(kept), 2)
 
 
 def test_cloth_mask_covers_the_non_white_product(dataset: tuple[Path, dict]) -> None:

@@ -18,6 +18,7 @@ from flax import nnx
 from mgvton_jax import stages
 from mgvton_jax.config_lib import load_config_file
 from mgvton_jax.data import pipeline
+from mgvton_jax.models import vgg
 from mgvton_jax.training import loop
 from mgvton_jax.training.checkpoint import StageCheckpoints
 
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_config(stage, data_dir, **train):
     config = load_config_file(ROOT / "configs" / f"{stage}.py", "tiny")
     config.data.data_dir = str(data_dir)
+    config.perceptual.random = True  # a narrow VGG: these tests check training, not the loss
     config.train.update(train)
     return config
 
@@ -199,6 +201,9 @@ def test_resume_is_exact(synthetic_data_dir, tmp_path):
         loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=steps, **common),
                          tmp_path / "resumed", synthetic_data_dir)
     assert [m["step"] for m in _metrics(tmp_path / "resumed")] == [1, 2, 3, 4]
+    # The first step of a run compiles and is not timed: its line carries no rate.
+    assert ["images_per_s" in m for m in _metrics(tmp_path / "resumed")] == [
+        False, True, False, True]
     for a, b in zip(_metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed"),
                     strict=True):
         assert a["g_loss"] == b["g_loss"], (a, b)
@@ -332,3 +337,18 @@ def test_cli_reports_a_missing_stage_without_a_traceback(tmp_path, synthetic_dat
     assert result.returncode == 1
     assert "error: stage 'refine' needs a trained 'parsing' stage" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_perceptual_network_is_the_packaged_vgg16_unless_told(tmp_path):
+    config = load_config_file(ROOT / "configs" / "refine.py", "full")
+    params = loop.perceptual_network(config)
+    assert vgg.network_name(params) == "vgg16"
+    assert params["conv5_1"]["kernel"].shape == (3, 3, 512, 512)
+    config.perceptual.random = True
+    params = loop.perceptual_network(config)
+    assert vgg.network_name(params) == "vgg19"
+    width = 64 // config.perceptual.random_width_divisor
+    assert params["conv1_1"]["kernel"].shape == (3, 3, 3, width)
+    config.perceptual.weights_path = str(tmp_path / "vgg19.npz")  # the paper's, when given
+    with pytest.raises(FileNotFoundError, match="convert_vgg19"):
+        loop.perceptual_network(config)

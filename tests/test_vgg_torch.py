@@ -36,7 +36,7 @@ def test_converted_torch_weights_reproduce_torch_features(tmp_path):
 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2, 32, 48, 3)).astype(np.float32)
-    ours = vgg.vgg19_features(params, images, imagenet_normalize=False)
+    ours = vgg.vgg_features(params, images, imagenet_normalize=False)
     taps = {1: 0, 6: 1, 11: 2, 20: 3, 29: 4}  # relu1_1 .. relu5_1 in torchvision's indexing
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
     with torch.no_grad():

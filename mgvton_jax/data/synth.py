@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from mgvton_jax.constants import IMAGE_SIZE, KEYPOINTS, LIP_LABELS, LIP_PALETTE
+from mgvton_jax.constants import IMAGE_SIZE, KEYPOINTS, LIP_LABELS, LIP_PALETTE, NECK_LABEL
 
 _HEIGHT, _WIDTH = IMAGE_SIZE
 _LABEL = {name: index for index, name in enumerate(LIP_LABELS)}
@@ -355,7 +355,8 @@ def _sample_garment(rng: np.random.Generator) -> _Garment:
     return _Garment(
         pattern=pattern,
         colours=np.stack([ground, figure]),
-        period=rng.uniform(11, 22),
+        # At least 28 product pixels: the pattern stays visible at the tiny configs' 64x48.
+        period=rng.uniform(28, 44),
         share=rng.uniform(0.3, 0.5) if pattern != "dots" else rng.uniform(0.18, 0.3),
         phase=rng.uniform(0, 30, 2),
         sleeve_fraction=sleeve_fraction,
@@ -501,7 +502,7 @@ def _draw_person(canvas: _PairCanvas, body: _Body, garment: _Garment, pose: _Pos
     to_image = _to_image(pose)
     s = pose.scale
     skin = body.skin
-    face = _Paint(_LABEL["face"], skin)  # LIP has no neck label: the neck is painted as face
+    face = _Paint(_LABEL["face"], skin)
     hair = _Paint(_LABEL["hair"], body.hair)
     head = local["head"]
     rx, ry = body.head_rx, body.head_ry
@@ -540,7 +541,7 @@ def _draw_person(canvas: _PairCanvas, body: _Body, garment: _Garment, pose: _Pos
     chin_y, neck_half = -body.neck - 0.3 * ry, body.neck_half
     neck = np.array([[-neck_half, chin_y], [neck_half, chin_y],
                      [neck_half, neckline_depth + 2], [-neck_half, neckline_depth + 2]])
-    canvas.paint(_polygon(to_image(neck)), face)
+    canvas.paint(_polygon(to_image(neck)), _Paint(NECK_LABEL, skin))
 
     sh, drop, torso = body.shoulder_half, body.shoulder_drop, body.torso
     hem_y = torso + garment.hem_drop

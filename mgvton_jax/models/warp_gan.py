@@ -53,7 +53,7 @@ from mgvton_jax.models.gmm import (
     correlation,
     l2_normalize,
 )
-from mgvton_jax.models.layers import Conv, NormKind
+from mgvton_jax.models.layers import Conv, NormKind, UpsampleKind
 from mgvton_jax.ops.warp import affine_grid, compose_affine_tps, grid_sample
 
 # Row-major 2x3 identity matrix in the layout of `mgvton_jax.ops.warp.apply_affine`.
@@ -171,8 +171,8 @@ class WarpGANGenerator(nnx.Module):
     the synthesized target parsing S_t and the reference parsing S_ref (parsing_channels each;
     one-hot or probabilities). Both encoders go to C = ngf * 2**n_downsample channels (512 at
     full size) at the bottleneck (H / 2**n_downsample, W / 2**n_downsample); the output is RGB
-    (tanh), float32. `dtype` is the compute dtype of every sub-network; `remat`
-    rematerialises the trunk.
+    (tanh), float32. `upsample` is the decoder's `UpConv` kind; `dtype` is the compute dtype of
+    every sub-network; `remat` rematerialises the trunk.
     """
 
     def __init__(
@@ -191,6 +191,7 @@ class WarpGANGenerator(nnx.Module):
         matcher_n_layers: int = 3,
         matcher_norm: NormKind = "batch",
         grid_size: int = 5,
+        upsample: UpsampleKind = "transpose",
         dtype: DTypeLike = jnp.float32,
         remat: bool = False,
         rngs: nnx.Rngs,
@@ -214,8 +215,8 @@ class WarpGANGenerator(nnx.Module):
         self.gate = SoftGate(channels, dtype=dtype, rngs=rngs)
         self.trunk, self.decoder = trunk_and_decoder(
             channels, RGB_CHANNELS, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks,
-            convs_per_block=convs_per_block, norm=norm, out_activation="tanh", dtype=dtype,
-            remat=remat, rngs=rngs)
+            convs_per_block=convs_per_block, norm=norm, out_activation="tanh",
+            upsample=upsample, dtype=dtype, remat=remat, rngs=rngs)
 
     def warp_features(self, features: jax.Array, affine: jax.Array, theta: jax.Array) -> jax.Array:
         """Warps (B, h, w, C) features by Affine(TPS(p)) at their own resolution, zero padding."""

