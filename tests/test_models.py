@@ -569,8 +569,10 @@ def test_full_size_parameter_counts():
 
 def test_presets():
     assert FULL.parsing.to_dict() == dict(
-        ngf=64, n_downsample=3, n_blocks=9, convs_per_block=2, norm="batch"
+        ngf=64, n_downsample=3, n_blocks=9, convs_per_block=2, norm="batch", upsample="transpose"
     )
+    # The paper's transposed convolutions at full size; resize-convolutions at the tiny size.
+    assert {TINY[net].upsample for net in ("parsing", "warp_gan", "refine")} == {"resize"}
     assert (FULL.discriminator.ndf, FULL.discriminator.n_layers, FULL.discriminator.num_d) == (
         64, 3, 2
     )
