@@ -54,6 +54,7 @@ def trained_pipeline(synthetic_data_dir, tmp_path_factory):
     for name in stages.PIPELINE:
         config = load_config_file(root / "configs" / f"{name}.py", "tiny")
         config.data.data_dir = str(synthetic_data_dir)
+        config.perceptual.random = True  # full-width VGG16 is slow under the tests' XLA flags
         config.train.update(num_steps=2, log_every=1, checkpoint_every=2, sample_every=2)
         if name == "gmm":
             config.train.use_synthesized_parsing = True  # the GMM runs the trained stage I too
