@@ -171,6 +171,9 @@ def test_user_errors_of_the_train_command_are_one_line(synthetic_data_dir, tmp_p
           "--config.train.batch_size=0"], "train.batch_size 0: it must be a positive multiple"),
         (["--config", "configs/parsing.py:tiny", "--workdir", tmp_path / "w", data,
           "--config.train.batch_size=1000"], "larger than the"),
+        (["--config", "configs/parsing.py:tiny", "--workdir", tmp_path / "w", data,
+          "--config.model.parsing.upsample=bogus"],
+         "config.model: upsample must be one of ('transpose', 'resize'), got 'bogus'"),
     ]
     for args, message in cases:
         run = _train(*args)

@@ -120,8 +120,15 @@ def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path
 
 def build_train_state(config: ml_collections.ConfigDict
                       ) -> tuple[dict[str, nnx.Module], dict[str, nnx.Optimizer]]:
-    """The stage's networks and one Adam optimiser per network."""
-    networks = stages.build_networks(config.stage, config, nnx.Rngs(config.seed))
+    """The stage's networks and one Adam optimiser per network.
+
+    Raises ConfigError where a constructor refuses a value of config.model (e.g. a norm or
+    upsample kind it does not know).
+    """
+    try:
+        networks = stages.build_networks(config.stage, config, nnx.Rngs(config.seed))
+    except ValueError as err:
+        raise ConfigError(f"config.model: {err}") from err
     tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2,
                     eps=config.train.adam_eps)
     optimizers = {name: nnx.Optimizer(module, tx, wrt=nnx.Param)
