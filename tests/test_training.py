@@ -160,7 +160,7 @@ def test_four_devices_match_one_device(stage, synthetic_data_dir):
         results.append((jax.device_get(metrics), updates))
     (metrics_1, updates_1), (metrics_4, updates_4) = results
     for key in metrics_1:
-        np.testing.assert_allclose(metrics_4[key], metrics_1[key], rtol=1e-4, atol=1e-6,
+        np.testing.assert_allclose(metrics_4[key], metrics_1[key], rtol=2e-5, atol=1e-6,
                                    err_msg=key)
     # float32 sums in another order: updates agree to 1% of the largest update. (Biases that
     # feed a BatchNorm have a zero true gradient; their tiny updates are rounding noise.)
