@@ -31,7 +31,7 @@ from flax import nnx
 from PIL import Image
 from tqdm import tqdm
 
-from mgvton_jax import constants, inference, stages, visualize
+from mgvton_jax import constants, inference, stages, visualize, xla
 from mgvton_jax.data import build, examples, pipeline
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
@@ -188,7 +188,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     if network is not None:
         graphdef, weights = nnx.split(network)
 
-        @jax.jit
+        @xla.jit
         def features(weights, images):
             with jax.default_matmul_precision("highest"):  # no TF32 on GPUs: logits move
                 return nnx.merge(graphdef, weights)(images)

@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mgvton_jax import stages
+from mgvton_jax import stages, xla
 from mgvton_jax.data.examples import MODEL_INPUT_CHANNELS
 from mgvton_jax.export import ModelError, load_model
 from mgvton_jax.training.loop import load_inference_networks, stage_dir
@@ -64,7 +64,8 @@ class Pipeline:
         def walk(state, batch):
             return stages.run_stages(names, nnx.merge(graphdef, state), batch)
 
-        self._walk: Callable = jax.jit(walk, in_shardings=(self._replicated, self._data),
+        self._walk: Callable = xla.jit(walk, platform=self.devices[0].platform,
+                                       in_shardings=(self._replicated, self._data),
                                        out_shardings=self._data)
 
     @property

@@ -2,8 +2,9 @@
 
 Every network in `mgvton_jax.models` builds its convolutions from `Conv` / `UpConv` and its
 normalisation layers from `make_norm`, so both can be re-implemented here without touching the
-networks (docs/design.md, "CPU performance": XLA:CPU weight-gradient convolutions are slow;
-the place to change that is `_convolve`).
+networks. Every convolution goes through `_convolve`, whose weight gradient is computed as
+matrix products on CPU, where XLA's own is slow (`mgvton_jax.ops.conv`, docs/design.md, "CPU
+performance").
 
 Initialisation (pix2pixHD / CP-VTON `weights_init`): convolution kernels N(0, 0.02), biases 0;
 BatchNorm scale N(1, 0.02), bias 0.
@@ -30,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
+
+from mgvton_jax.ops.conv import conv2d
 
 PadMode = Literal["zero", "reflect"]
 NormKind = Literal["batch", "instance", "none"]
@@ -67,17 +70,10 @@ def _convolve(
 ) -> jax.Array:
     """Cross-correlation of NHWC `x` (B, H, W, Cin) with an HWIO `kernel` (k, k, Cin, Cout).
 
-    The single convolution primitive of the package (ordinary and transposed convolutions);
-    a faster weight-gradient implementation would replace this function.
+    The single convolution of the package (ordinary and transposed convolutions), computed in
+    x's dtype; its weight gradient on CPU is `mgvton_jax.ops.conv.kernel_gradient`.
     """
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel.astype(x.dtype),
-        window_strides=(stride, stride),
-        padding=padding,
-        lhs_dilation=(input_dilation, input_dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    return conv2d(x, kernel.astype(x.dtype), stride, padding, input_dilation)
 
 
 class Conv(nnx.Module):

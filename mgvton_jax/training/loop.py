@@ -27,7 +27,7 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mgvton_jax import stages, visualize
+from mgvton_jax import stages, visualize, xla
 from mgvton_jax.data import pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
@@ -300,9 +300,11 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
                                    earlier_outputs(constants[0], batch))
         return {**batch, **values}
 
-    step_fn = jax.jit(train_step, in_shardings=(replicated, replicated, data_sharding),
+    platform = devices[0].platform
+    step_fn = xla.jit(train_step, platform=platform,
+                      in_shardings=(replicated, replicated, data_sharding),
                       out_shardings=(replicated, replicated), donate_argnums=0)
-    samples_fn = jax.jit(sample_fn)
+    samples_fn = xla.jit(sample_fn, platform=platform)
 
     def to_device(batch):
         return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
