@@ -6,10 +6,13 @@
 Writes a synthetic MPV set, builds it into the array_record data set, then times, at 256x192:
 - `mgvton_jax.data.pipeline.make_dataset(..., workers=W, flip_probability=0.5)` for W in (0, 2);
 - the naive loader a user would write: per example, read the triplet's files from the MPV
-  directory with PIL (`examples.load_triplet`), decode, flip with probability 0.5, featurise
-  (`examples.model_inputs`), and np.stack the examples into batches, all in this process.
-Every loader yields batches of one layout (checked): dicts of (batch, 256, 192, C) float32
-keyed as `examples.MODEL_INPUT_CHANNELS`. Warm-up batches (worker start-up included) are not timed.
+  directory with PIL (`examples.load_triplet`), decode, flip with probability 0.5, compact
+  (`examples.compact_example`), and np.stack the examples into batches, all in this process.
+Every loader yields batches of one layout (checked): compact batches keyed as
+`examples.COMPACT_INPUTS` (uint8 pictures and label ids, keypoint coordinates; the jitted step
+expands them into model inputs on the device). Warm-up batches (worker start-up included) are
+not timed. "images per CPU s" is images per second of one core: the batches' images over the
+CPU seconds every thread and worker process spent on them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from mgvton_jax import constants
 from mgvton_jax.data import build, examples, layouts, pairs, pipeline, synth
 
 FLIP_PROBABILITY = 0.5
+# Batch 40 in 18.6 ms: the Warp-GAN step's BF16 FLOP bound on one H100 (benchmarks/README.md).
+H100_WARP_GAN_IMAGES_PER_S = 2150
 GRAIN_WORKER_COUNTS = (0, 2)
 Batch = dict[str, np.ndarray]
 
@@ -76,7 +81,7 @@ def pil_batches(mpv_dir: Path, batch_size: int, seed: int) -> Iterator[Batch]:
                 raw = examples.decode_record(record)
                 if rng.random() < FLIP_PROBABILITY:
                     raw = examples.flip_raw(raw)
-                yield examples.model_inputs(raw)
+                yield examples.compact_example(raw)
 
     stream = endless_examples()
     while True:
@@ -85,10 +90,11 @@ def pil_batches(mpv_dir: Path, batch_size: int, seed: int) -> Iterator[Batch]:
 
 
 def check_batch(batch: Batch, batch_size: int) -> None:
-    """Raises ValueError unless `batch` has every model input at (batch_size, 256, 192, C)."""
-    expected = {key: (batch_size, *constants.IMAGE_SIZE, channels)
-                for key, channels in examples.MODEL_INPUT_CHANNELS.items()}
-    found = {key: tuple(value.shape) for key, value in batch.items()}
+    """Raises ValueError unless `batch` is a compact batch of batch_size at 256x192."""
+    expected = {key: ((batch_size, *examples.compact_shape(key, constants.IMAGE_SIZE)),
+                      np.dtype(dtype))
+                for key, (dtype, _) in examples.COMPACT_INPUTS.items()}
+    found = {key: (tuple(value.shape), value.dtype) for key, value in batch.items()}
     if found != expected:
         raise ValueError(f"unexpected batch layout {found}; expected {expected}")
 
@@ -141,17 +147,21 @@ def time_grain(data_dir: Path, batch_size: int, workers: int, warmup: int, timed
 
 def print_table(rows: list[tuple[str, dict[str, float]]], batch_size: int) -> None:
     """Prints loader, batches/s, images/s, ratio to the PIL loop (the first row), CPU s per
-    batch and seconds to the first batch."""
+    batch, images per CPU second and seconds to the first batch."""
     baseline = rows[0][1]["batches_per_s"]
     header = (f"| {'loader':<28} | batches/s | images/s | vs PIL loop | CPU s/batch "
-              "| first batch s |")
+              "| images per CPU s | first batch s |")
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     for name, result in rows:
         rate = result["batches_per_s"]
+        per_core = batch_size / result["cpu_s_per_batch"]
         print(f"| {name:<28} | {rate:9.2f} | {rate * batch_size:8.1f} | "
               f"{rate / baseline:10.2f}x | {result['cpu_s_per_batch']:11.2f} | "
-              f"{result['first_batch_s']:13.2f} |")
+              f"{per_core:16.1f} | {result['first_batch_s']:13.2f} |")
+    print(f"- demand: an H100 at its bound runs the full-size Warp-GAN step at about "
+          f"{H100_WARP_GAN_IMAGES_PER_S} images/s, {H100_WARP_GAN_IMAGES_PER_S / 16:.0f} images/s "
+          "per core of a 16-core host (benchmarks/README.md).")
 
 
 def main() -> None:

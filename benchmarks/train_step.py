@@ -4,9 +4,10 @@
                                     [--steps N] [--torch-threads T]
 
 For each size and stage: `mgvton_jax.training.loop.compile_stage` with untrained frozen earlier
-stages, on a random batch shaped as `examples.MODEL_INPUT_CHANNELS` (full: batch 1 at 256x192;
-tiny: the tiny config's batch at 64x48). The first call (trace + XLA compile + one step),
-less one step time, is reported as the compile time; the step time is the median of --steps
+stages, on a random compact batch (`examples.COMPACT_INPUTS`, expanded in the step; full:
+batch 1 at 256x192; tiny: the tiny config's batch at 64x48). The first call (trace + XLA
+compile + one step), less one step time, is reported as the compile time; the step time is the
+median of --steps
 further calls (default 10 tiny, 3 full). Beside it, the same generator + discriminator step
 in PyTorch (`torch_reference.py`, CPU, float32, same sizes from the config, one untimed warm-up
 step) for parsing, warp_gan and refine. The perceptual loss uses random VGG19 weights (full
@@ -46,12 +47,6 @@ SIZES = ("tiny", "full")
 FULL_BATCH_SIZE = 1  # CPU: one 256x192 example per step
 DEFAULT_STEPS = {"tiny": 10, "full": 3}
 
-# How each model input is drawn (values as the data pipeline produces them).
-ONE_HOT_INPUTS = ("reference_parsing", "target_parsing")
-BINARY_INPUTS = ("clothes_mask", "target_pose", "hair_mask", "face_mask")
-UNIT_INTERVAL_INPUTS = ("body_shape",)
-SIGNED_IMAGE_INPUTS = ("reference_image", "target_image", "clothes", "reference_without_clothes")
-
 NOTES = (
     "JAX compile s: the first call (tracing + XLA compilation + one step) less one step s. "
     "Step s: median of the timed steps after it; torch: median after one untimed step.",
@@ -77,28 +72,25 @@ def stage_config(stage: str, size: str) -> ml_collections.ConfigDict:
 
 def random_batch(cfg: ml_collections.ConfigDict, rng: np.random.Generator
                  ) -> dict[str, np.ndarray]:
-    """Random model inputs (B, H, W, C) float32 for every key of MODEL_INPUT_CHANNELS.
-
-    Parsings one-hot, masks and pose {0, 1}, body shapes [0, 1], images [-1, 1].
-    """
-    kinds = {**dict.fromkeys(ONE_HOT_INPUTS, "one_hot"), **dict.fromkeys(BINARY_INPUTS, "binary"),
-             **dict.fromkeys(UNIT_INTERVAL_INPUTS, "unit"),
-             **dict.fromkeys(SIGNED_IMAGE_INPUTS, "signed")}
-    if set(kinds) != set(examples.MODEL_INPUT_CHANNELS):
-        raise ValueError(f"model inputs changed: {sorted(examples.MODEL_INPUT_CHANNELS)}")
-    shape = (cfg.train.batch_size, *cfg.image_size)
-    batch = {}
-    for key, channels in examples.MODEL_INPUT_CHANNELS.items():
-        if kinds[key] == "one_hot":
-            value = np.eye(channels, dtype=np.float32)[rng.integers(channels, size=shape)]
-        elif kinds[key] == "binary":
-            value = (rng.random((*shape, channels)) < 0.1).astype(np.float32)
-        elif kinds[key] == "unit":
-            value = rng.random((*shape, channels), dtype=np.float32)
-        else:
-            value = rng.uniform(-1, 1, (*shape, channels)).astype(np.float32)
-        batch[key] = value
-    return batch
+    """A random compact batch (`examples.COMPACT_INPUTS`) of the config's batch and size:
+    pictures uniform uint8, masks {0, 1}, parsings uniform over the labels, every joint
+    present at a uniform position."""
+    batch, (height, width) = cfg.train.batch_size, cfg.image_size
+    draws = {
+        "image": lambda shape: rng.integers(0, 256, shape, np.uint8),
+        "mask": lambda shape: rng.integers(0, 2, shape, np.uint8),
+        "parsing": lambda shape: rng.integers(0, constants.NUM_LABELS, shape, np.uint8),
+        "keypoints": lambda shape: np.concatenate(
+            [rng.uniform(2, [width - 1, height - 1], (*shape[:-1], 2)), np.ones((*shape[:-1], 1))],
+            axis=-1).astype(np.float32),
+    }
+    kinds = {"reference_image": "image", "target_image": "image", "clothes": "image",
+             "clothes_mask": "mask", "reference_parsing": "parsing",
+             "target_parsing": "parsing", "target_keypoints": "keypoints"}
+    if set(kinds) != set(examples.COMPACT_INPUTS):
+        raise ValueError(f"compact inputs changed: {sorted(examples.COMPACT_INPUTS)}")
+    return {key: draws[kind]((batch, *examples.compact_shape(key, cfg.image_size)))
+            for key, kind in kinds.items()}
 
 
 def time_calls(call: Callable[[], object], count: int) -> list[float]:

@@ -13,7 +13,7 @@ from mgvton_jax.config_lib import base_config
 def get_config(variant: str = "full"):
     c = base_config("warp_gan", variant)
     c.train.epochs = 15 if variant == "full" else 1
-    c.train.num_steps = 0 if variant == "full" else 300
+    c.train.num_steps = 0 if variant == "full" else 400
     c.loss.adversarial = 1.0
     c.loss.perceptual = 10.0
     c.loss.feature_matching = 10.0

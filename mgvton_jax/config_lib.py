@@ -21,9 +21,9 @@ convs_per_block, norm ("batch" | "instance" | "none"), upsample ("transpose": th
 transposed convolutions | "resize": nearest x2 + 3x3 convolution); warp_gan: those plus
 matcher_ngf, matcher_n_layers, matcher_norm, grid_size; discriminator: ndf, n_layers, num_d,
 norm; gmm: ngf, n_layers, grid_size, norm. "full" is the paper's sizes (docs/design.md);
-"tiny" has 8 filters, 2 residual blocks, D 2 layers, 2-layer GMM / matcher feature extractors
-so that 64x48 inputs still leave a non-empty regression map, and resize-convolution
-upsampling.
+"tiny" has 8 filters, generators that downsample twice (bottleneck 16x12) with 2 residual
+blocks, D 2 layers, 2-layer GMM / matcher feature extractors so that 64x48 inputs still leave a
+non-empty regression map, and resize-convolution upsampling.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
     """The network sizes of `variant` (sections and fields: module docstring)."""
     full = variant == "full"
     width = 64 if full else 8
-    # Tiny widths show strong checkerboards with transposed convolutions (README, "Demo
-    # quality"); the full configs keep the paper's layers.
-    generator = dict(ngf=width, n_downsample=3, n_blocks=9 if full else 2, convs_per_block=2,
-                     norm="batch", upsample="transpose" if full else "resize")
+    # Tiny widths show strong checkerboards with transposed convolutions, and a 64x48 person's
+    # 2-3 pixel limbs are lost in an 8x6 bottleneck: tiny generators downsample twice, to
+    # 16x12 (README, "Demo quality"). The full configs keep the paper's layers.
+    generator = dict(ngf=width, n_downsample=3 if full else 2, n_blocks=9 if full else 2,
+                     convs_per_block=2, norm="batch",
+                     upsample="transpose" if full else "resize")
     matcher_layers = 3 if full else 2
     return ml_collections.ConfigDict(dict(
         parsing=dict(generator),

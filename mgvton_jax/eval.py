@@ -208,9 +208,9 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
         count = len(batch)
         ids = [item[0] for item in batch]
         all_ids += ids
-        inputs = [examples.model_inputs(item[2], config.data.clothes_labels) for item in batch]
-        inputs = {key: _stack_padded([x[key] for x in inputs], batch_size) for key in inputs[0]}
-        values = model(inputs)
+        compact = [examples.compact_example(item[2]) for item in batch]
+        values = model({key: _stack_padded([x[key] for x in compact], batch_size)
+                        for key in compact[0]})
         result = np.stack([visualize.to_rgb(x) for x in values[model.image_key][:count]])
         reference = np.stack([item[1]["reference_image"] for item in batch])
         target = np.stack([item[1]["target_image"] for item in batch])
@@ -228,11 +228,11 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
                     lpips_params, _stack_padded(list(_signed(images)), batch_size),
                     _stack_padded(list(_signed(target)), batch_size), net=lpips_net))[:count])
             if "parsing" in values:
-                truth = inputs["target_parsing"][:count].argmax(-1)
+                truth = values["target_parsing"][:count].argmax(-1)
                 confusion += scores.confusion_matrix(values["parsing"][:count].argmax(-1),
                                                      truth, constants.NUM_LABELS)
             if "warped_mask" in values:
-                region = np.asarray(clothes_region(inputs["target_parsing"][:count])) > 0.5
+                region = np.asarray(clothes_region(values["target_parsing"][:count])) > 0.5
                 mask_overlap += scores.mask_iou(values["warped_mask"][:count] > 0.5, region)
         if features is not None:
             for row, images in candidates.items():
@@ -244,11 +244,10 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
                 real_pool.append(np.asarray(features(
                     weights, _stack_padded(list(target), batch_size))[0])[:count])
         if grids < grid_examples:
-            shown = {**inputs, **values}
-            columns = [c for c in GRID_COLUMNS if c in shown and (paired or c != "target_image")]
+            columns = [c for c in GRID_COLUMNS if c in values and (paired or c != "target_image")]
             rows_here = min(count, grid_examples - grids)
             visualize.save_png(out / "grids" / f"grid_{grids:04d}.png", visualize.batch_grid(
-                {k: np.asarray(shown[k])[:rows_here] for k in columns}, columns,
+                {k: np.asarray(values[k])[:rows_here] for k in columns}, columns,
                 max_rows=rows_here))
             grids += rows_here
 

@@ -20,7 +20,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mgvton_jax import stages, xla
-from mgvton_jax.data.examples import MODEL_INPUT_CHANNELS
+from mgvton_jax.data import examples
 from mgvton_jax.export import ModelError, load_model
 from mgvton_jax.training.loop import load_inference_networks, stage_dir
 
@@ -59,10 +59,11 @@ class Pipeline:
         self._data = NamedSharding(mesh, P("data"))
         graphdef, state = nnx.split({n: dict(self.networks[n]) for n in self.names})
         self._state = jax.device_put(state, self._replicated)
-        names = self.names
+        names, clothes_labels = self.names, tuple(self.config.data.clothes_labels)
 
-        def walk(state, batch):
-            return stages.run_stages(names, nnx.merge(graphdef, state), batch)
+        def walk(state, compact):
+            batch = examples.model_inputs(compact, clothes_labels)
+            return {**batch, **stages.run_stages(names, nnx.merge(graphdef, state), batch)}
 
         self._walk: Callable = xla.jit(walk, platform=self.devices[0].platform,
                                        in_shardings=(self._replicated, self._data),
@@ -78,12 +79,13 @@ class Pipeline:
         return tuple(self.config.image_size)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Model inputs (B, H, W, C) float32 -> every output of the walk, as NumPy.
+        """Compact examples (B, ...) keyed as `examples.COMPACT_INPUTS` -> their model inputs
+        and every output of the walk, (B, H, W, C) NumPy arrays.
 
         B must divide by the device count (`batch_multiple`).
         """
         batch = {key: np.asarray(value) for key, value in batch.items()
-                 if key in MODEL_INPUT_CHANNELS}
+                 if key in examples.COMPACT_INPUTS}
         return jax.device_get(self._walk(self._state, jax.device_put(batch, self._data)))
 
     @property

@@ -216,13 +216,11 @@ class TryOn:
                "clothes": clothes_fit.image(inputs.clothes, 255, Image.BILINEAR),
                "clothes_mask": clothes_fit.image(inputs.clothes_mask, 0, Image.NEAREST),
                "target_keypoints": Fit.of(inputs.pose_size, frame).keypoints(inputs.keypoints)}
-        # Inference never reads the ground-truth entries; they are left out of the batch.
-        placeholders = {"target_image": raw["reference_image"],
-                        "target_parsing": raw["reference_parsing"]}
-        model_inputs = examples.model_inputs({**raw, **placeholders},
-                                             self.model.config.data.clothes_labels)
+        # Inference never reads the ground-truth entries: placeholders fill them.
+        compact = examples.compact_example({**raw, "target_image": raw["reference_image"],
+                                            "target_parsing": raw["reference_parsing"]})
         batch = {key: np.repeat(value[None], self.model.batch_multiple, axis=0)
-                 for key, value in model_inputs.items() if key not in placeholders}
+                 for key, value in compact.items()}
         values = self.model(batch)
         image = person_fit.back(visualize.to_rgb(values[self.model.image_key][0]),
                                 Image.BICUBIC)

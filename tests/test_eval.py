@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity
 
 from mgvton_jax import eval as evaluation
 from mgvton_jax import stages
-from mgvton_jax.data import pipeline
+from mgvton_jax.data import examples, pipeline
 from mgvton_jax.training import loop
 
 
@@ -75,7 +75,8 @@ def test_per_stage_scores_match_the_stages_run_directly(paired_run, trained_pipe
     correct = total = overlap = union = 0
     dataset = pipeline.make_dataset(synthetic_data_dir, "test", 1, shuffle=False, num_epochs=1,
                                     image_size=(64, 48))
-    for batch in dataset:
+    for compact in dataset:
+        batch = jax.device_get(examples.model_inputs(compact))
         values = jax.device_get(walk(state, batch))
         truth = batch["target_parsing"].argmax(-1)
         correct += (values["parsing"].argmax(-1) == truth).sum()

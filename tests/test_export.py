@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from mgvton_jax import export, stages
-from mgvton_jax.data import pipeline
+from mgvton_jax.data import examples, pipeline
 from mgvton_jax.training import loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def test_exported_model_runs_the_trained_pipeline_bit_for_bit(trained_pipeline,
             np.testing.assert_array_equal(a, b, err_msg=f"{name} {path}")
     iterator = iter(pipeline.make_dataset(synthetic_data_dir, "test", 2, shuffle=False,
                                           image_size=(64, 48)))
-    batch = {key: jnp.asarray(value) for key, value in next(iterator).items()}
+    batch = examples.model_inputs(next(iterator))
     iterator.close()
     from_export, from_checkpoints = _walk(model, batch), _walk(trained, batch)
     assert set(from_export) == set(from_checkpoints)

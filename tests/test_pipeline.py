@@ -2,6 +2,7 @@
 
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,7 +32,12 @@ def _fingerprints(batch):
 
 
 def test_batch_contents(synthetic_data_dir):
-    (batch,), _ = _take(pipeline.make_dataset(synthetic_data_dir, "train", 4, seed=1), 1)
+    (compact,), _ = _take(pipeline.make_dataset(synthetic_data_dir, "train", 4, seed=1), 1)
+    assert set(compact) == set(examples.COMPACT_INPUTS)
+    for key, (dtype, _) in examples.COMPACT_INPUTS.items():
+        assert compact[key].shape == (4, *examples.compact_shape(key, (256, 192))), key
+        assert compact[key].dtype == dtype, key
+    batch = {k: np.asarray(v) for k, v in examples.model_inputs(compact).items()}
     assert set(batch) == set(examples.MODEL_INPUT_CHANNELS)
     for key, channels in examples.MODEL_INPUT_CHANNELS.items():
         assert batch[key].shape == (4, 256, 192, channels), key
@@ -47,6 +53,18 @@ def test_batch_contents(synthetic_data_dir):
     clothes = batch["reference_parsing"][..., list(constants.CLOTHES_LABELS)].sum(-1) > 0
     assert clothes.any()
     assert np.all(batch["reference_without_clothes"][clothes] == 0)
+
+
+def test_model_inputs_of_a_batch_in_a_jit_equal_those_of_each_example(synthetic_data_dir):
+    """The step expands whole compact batches on the device; one example at a time, eagerly,
+    gives the same arrays."""
+    (compact,), _ = _take(pipeline.make_dataset(synthetic_data_dir, "train", 2, seed=2,
+                                                image_size=(64, 48)), 1)
+    batched = jax.jit(examples.model_inputs)(compact)
+    for i in range(2):
+        one = examples.model_inputs({key: value[i] for key, value in compact.items()})
+        for key in examples.MODEL_INPUT_CHANNELS:
+            np.testing.assert_allclose(batched[key][i], one[key], atol=1e-6, err_msg=key)
 
 
 def test_record_round_trip_matches_the_files(synthetic_mpv, synthetic_data_dir):
@@ -109,8 +127,8 @@ def test_resume_reproduces_the_next_batch(synthetic_data_dir):
 def test_flip_mirrors_the_whole_triplet(synthetic_data_dir):
     source = pipeline.data_source(synthetic_data_dir, "train")
     raw = examples.decode_record(source[1])
-    plain = examples.model_inputs(raw)
-    flipped = examples.model_inputs(examples.flip_raw(raw))
+    plain = examples.model_inputs(examples.compact_example(raw))
+    flipped = examples.model_inputs(examples.compact_example(examples.flip_raw(raw)))
     for key in ("reference_image", "target_image", "clothes", "clothes_mask"):
         np.testing.assert_array_equal(flipped[key], plain[key][:, ::-1], err_msg=key)
     np.testing.assert_allclose(flipped["body_shape"], plain["body_shape"][:, ::-1], atol=1e-6)
@@ -125,7 +143,10 @@ def test_flip_mirrors_the_whole_triplet(synthetic_data_dir):
 
 def test_resize_for_tiny_configs(synthetic_data_dir):
     dataset = pipeline.make_dataset(synthetic_data_dir, "train", 2, image_size=(64, 48))
-    (batch,), _ = _take(dataset, 1)
+    (compact,), _ = _take(dataset, 1)
+    assert compact["reference_image"].shape == (2, 64, 48, 3)
+    assert compact["target_parsing"].shape == (2, 64, 48)
+    batch = examples.model_inputs(compact)
     assert batch["target_pose"].shape == (2, 64, 48, 18)
     assert batch["target_parsing"].shape == (2, 64, 48, 20)
     raw = examples.decode_record(pipeline.data_source(synthetic_data_dir, "train")[0])

@@ -65,7 +65,7 @@ def walked(synthetic_data_dir):
     dataset = pipeline.make_dataset(synthetic_data_dir, "test", 2, shuffle=False,
                                     image_size=(64, 48))
     iterator = iter(dataset)
-    batch = {key: jnp.asarray(value) for key, value in next(iterator).items()}
+    batch = examples.model_inputs(next(iterator))
     iterator.close()
     graphdef, state = nnx.split(_tiny_networks())
     run = jax.jit(lambda state, batch: stages.run_stages(

@@ -17,7 +17,7 @@ from flax import nnx
 
 from mgvton_jax import stages
 from mgvton_jax.config_lib import load_config_file
-from mgvton_jax.data import pipeline
+from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.training import loop
 from mgvton_jax.training.checkpoint import StageCheckpoints
@@ -44,7 +44,7 @@ def fixed_batch(data_dir, config):
                                     image_size=tuple(config.image_size))
     iterator = iter(dataset)
     try:
-        return next(iterator)
+        return next(iterator)  # a compact batch, as the step takes it
     finally:
         iterator.close()
 
@@ -109,8 +109,7 @@ def test_one_generator_forward_per_step_and_loss_falls(stage, synthetic_data_dir
     compiled = loop.compile_stage(config, frozen)
     host_batch = fixed_batch(synthetic_data_dir, config)
     state, expected = _expected_running_means(
-        monkeypatch, config, compiled, {k: jax.numpy.asarray(v) for k, v in host_batch.items()},
-        frozen)
+        monkeypatch, config, compiled, examples.model_inputs(host_batch), frozen)
     batch = compiled.to_device(host_batch)
     # One step from the known state: BatchNorm statistics moved by exactly one forward.
     state, metrics = compiled.step(state, batch)
@@ -258,6 +257,62 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_data
         loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
     step, state = _final_state(tmp_path, poisoned)
     assert step == 2 and all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state))
+
+
+def test_non_finite_loss_between_saves_is_caught_before_the_next_save(synthetic_data_dir,
+                                                                      tmp_path):
+    """Metrics are fetched only at log and save steps; a NaN at step 3 still stops the run
+    at step 4, before its checkpoint, naming step 3."""
+    common = dict(log_every=100, checkpoint_every=4, sample_every=100)
+    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path,
+                     synthetic_data_dir)
+    poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=8, **common)
+    poisoned.loss.geometric = float("nan")
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
+        loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
+    step, _ = _final_state(tmp_path, poisoned)
+    assert step == 2
+
+
+def test_metrics_leave_the_device_only_at_log_and_save_steps(synthetic_data_dir, tmp_path,
+                                                             monkeypatch):
+    """No host round trip per step: one transfer of the buffered metrics per log or save."""
+    transfers, device_get = [], jax.device_get
+
+    def counting(tree):
+        if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+            transfers.append(len(tree))
+        return device_get(tree)
+
+    monkeypatch.setattr(jax, "device_get", counting)
+    config = tiny_config("gmm", synthetic_data_dir, num_steps=7, log_every=3,
+                         checkpoint_every=5, sample_every=100)
+    logged = loop.train_stage(config, tmp_path, synthetic_data_dir)
+    assert transfers == [3, 2, 1, 1]  # steps 1-3 (log), 4-5 (save), 6 (log), 7 (last)
+    lines = [json.loads(line) for line in
+             (tmp_path / "gmm" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [3, 6, 7] and logged["step"] == 7
+
+
+def test_a_run_and_its_resumption_compile_the_step_once(synthetic_data_dir, tmp_path, caplog):
+    """Later steps reuse the first step's program, and so does a run resumed from a
+    checkpoint (the restored state has the step's own shardings and types)."""
+    def compilations(num_steps):
+        caplog.clear()
+        config = tiny_config("gmm", synthetic_data_dir, num_steps=num_steps, log_every=2,
+                             checkpoint_every=2, sample_every=100)
+        loop.train_stage(config, tmp_path, synthetic_data_dir)
+        return sum("Finished XLA compilation of jit(train_step)" in record.getMessage()
+                   for record in caplog.records)
+
+    previous = jax.config.jax_log_compiles
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING"):
+            assert compilations(4) == 1
+            assert compilations(8) == 1  # resumed at step 4
+    finally:
+        jax.config.update("jax_log_compiles", previous)
 
 
 def _train_command(workdir, data_dir, steps, stage="gmm", extra=()):

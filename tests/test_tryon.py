@@ -83,7 +83,8 @@ def test_tryon_at_the_model_size_is_the_pipeline_walk(model, model_dir, syntheti
                    pose=raw["target_keypoints"])
     networks, _ = export.load_model(model_dir)
     graphdef, state = nnx.split(networks)
-    batch = {k: v[None] for k, v in examples.model_inputs(raw).items()}
+    batch = examples.model_inputs(
+        {k: v[None] for k, v in examples.compact_example(raw).items()})
     walk = jax.jit(lambda s, b: stages.run_stages(stages.PIPELINE, nnx.merge(graphdef, s), b))
     expected = visualize.to_rgb(jax.device_get(walk(state, batch))["refined"][0])
     assert result.image.shape == (64, 48, 3)

@@ -1,9 +1,11 @@
 """Triplet records: read from disk, stored encoded, decoded, flipped, turned into model inputs.
 
 A *record* is what the data set stores per triplet (encoded images, keypoints); a *raw*
-example is the decoded record (uint8 arrays at 256x192); *model inputs* are the float32
-arrays the networks take. Data code knows nothing of models: `MODEL_INPUT_CHANNELS` is the
-contract between the two sides.
+example is the decoded record (uint8 arrays at 256x192); a *compact* example is what the input
+pipeline sends to the device (`COMPACT_INPUTS`: uint8 pictures, label ids, keypoint
+coordinates, 25x smaller than the model inputs); *model inputs* are the float32 arrays the
+networks take, expanded from compact examples inside the jitted step (`model_inputs`). Data
+code knows nothing of models: `MODEL_INPUT_CHANNELS` is the contract between the two sides.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -38,6 +42,24 @@ MODEL_INPUT_CHANNELS = {
     "target_parsing": constants.NUM_LABELS,  # one-hot, the stage-I ground truth
     "reference_without_clothes": 3,  # [-1, 1], clothes pixels set to 0
 }
+
+
+# Compact examples: name -> (dtype, trailing shape; "H", "W" stand for the image size).
+COMPACT_INPUTS = {
+    "reference_image": (np.uint8, ("H", "W", 3)),
+    "target_image": (np.uint8, ("H", "W", 3)),  # the ground truth
+    "clothes": (np.uint8, ("H", "W", 3)),
+    "clothes_mask": (np.uint8, ("H", "W")),  # {0, 1}
+    "reference_parsing": (np.uint8, ("H", "W")),  # LIP label ids
+    "target_parsing": (np.uint8, ("H", "W")),
+    "target_keypoints": (np.float32, (constants.NUM_KEYPOINTS, 3)),  # missing joints 0
+}
+
+
+def compact_shape(key: str, image_hw: tuple[int, int]) -> tuple[int, ...]:
+    """The per-example shape of compact input `key` at image size (H, W)."""
+    sizes = {"H": image_hw[0], "W": image_hw[1]}
+    return tuple(sizes.get(axis, axis) for axis in COMPACT_INPUTS[key][1])
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -199,30 +221,43 @@ def resize_raw(raw: dict, image_hw: tuple[int, int]) -> dict:
     return resized
 
 
-def _to_signed(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float32) / 127.5 - 1.0
+def compact_example(raw: dict) -> dict[str, np.ndarray]:
+    """Raw example -> compact example (`COMPACT_INPUTS`): its pictures, masks and parsings as
+    they are, the target keypoints with missing joints zeroed."""
+    compact = {key: np.asarray(raw[key], dtype) for key, (dtype, _) in COMPACT_INPUTS.items()
+               if key != "target_keypoints"}
+    compact["target_keypoints"] = rep.clean_keypoints(raw["target_keypoints"])
+    return compact
 
 
-def model_inputs(raw: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LABELS) -> dict:
-    """Raw example -> model inputs (see `MODEL_INPUT_CHANNELS`), each (H, W, C) float32.
+def _to_signed(image: jax.Array) -> jax.Array:
+    return jnp.asarray(image).astype(jnp.float32) / 127.5 - 1.0
+
+
+def model_inputs(compact: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LABELS
+                 ) -> dict[str, jax.Array]:
+    """Compact example(s) -> model inputs (see `MODEL_INPUT_CHANNELS`), float32 jax arrays.
+
+    Runs inside a jitted step (or eagerly) on one example (H, W, C) or a batch (B, H, W, C):
+    every array of `compact` has the same leading axes.
 
     Args:
-      raw: a decoded (optionally flipped) example.
+      compact: arrays keyed as `COMPACT_INPUTS` (other keys are ignored).
       clothes_labels: labels removed from the reference image (docs/design.md).
     """
-    reference = _to_signed(raw["reference_image"])
-    ref_parsing, target_parsing = raw["reference_parsing"], raw["target_parsing"]
-    hw = reference.shape[:2]
+    reference = _to_signed(compact["reference_image"])
+    ref_parsing = compact["reference_parsing"]
     return {
         "reference_image": reference,
-        "target_image": _to_signed(raw["target_image"]),
-        "clothes": _to_signed(raw["clothes"]),
-        "clothes_mask": raw["clothes_mask"].astype(np.float32)[..., None],
-        "target_pose": rep.pose_heatmaps(raw["target_keypoints"], hw),
+        "target_image": _to_signed(compact["target_image"]),
+        "clothes": _to_signed(compact["clothes"]),
+        "clothes_mask": jnp.asarray(compact["clothes_mask"]).astype(jnp.float32)[..., None],
+        "target_pose": rep.pose_heatmaps(compact["target_keypoints"], reference.shape[-3:-1]),
         "hair_mask": rep.label_mask(ref_parsing, constants.HAIR_LABELS),
         "face_mask": rep.label_mask(ref_parsing, constants.FACE_LABELS),
         "body_shape": rep.body_shape_mask(ref_parsing),
         "reference_parsing": rep.one_hot_parsing(ref_parsing),
-        "target_parsing": rep.one_hot_parsing(target_parsing),
-        "reference_without_clothes": rep.remove_clothes(reference, ref_parsing, clothes_labels),
+        "target_parsing": rep.one_hot_parsing(compact["target_parsing"]),
+        "reference_without_clothes": rep.remove_clothes(reference, ref_parsing,
+                                                        tuple(clothes_labels)),
     }

@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> None:
                                     flip_probability=args.flip_probability, num_epochs=1)
     iterator = iter(dataset)
     try:
-        batch = next(iterator)
+        batch = examples.model_inputs(next(iterator))
     finally:
         iterator.close()
+    batch = {key: np.asarray(value) for key, value in batch.items()}
     print(describe_batch(batch))
     visualize.save_png(args.out, visualize.batch_grid(batch, COLUMNS))
     print(f"wrote {args.out}")

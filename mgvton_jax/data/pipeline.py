@@ -1,7 +1,8 @@
-"""Grain input pipeline: built data set -> shuffled, per-process batches of model inputs.
+"""Grain input pipeline: built data set -> shuffled, per-process batches of compact examples.
 
-Batches are dicts of NumPy float32 arrays (B, H, W, C) keyed as in
-`examples.MODEL_INPUT_CHANNELS`, B = global batch / process count. Shuffling and the flip
+Batches are dicts of NumPy arrays keyed as `examples.COMPACT_INPUTS` (uint8 pictures and label
+ids, float32 keypoints), (B, ...) with B = global batch / process count; the jitted step
+expands them into model inputs on the device (`examples.model_inputs`). Shuffling and the flip
 augmentation are seeded per record index, so the stream is the same for any worker count and
 resumes exactly from `iterator.get_state()`.
 """
@@ -9,7 +10,6 @@ resumes exactly from `iterator.get_state()`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import grain
 import numpy as np
@@ -19,20 +19,18 @@ from mgvton_jax import constants
 from mgvton_jax.data import examples, tfds_builder
 
 
-class RecordToInputs(grain.transforms.RandomMap):
-    """Decodes a stored record, resizes it, flips it with some probability, featurises it."""
+class RecordToCompact(grain.transforms.RandomMap):
+    """Decodes a stored record, resizes it, flips it with some probability, compacts it."""
 
-    def __init__(self, flip_probability: float, clothes_labels: Sequence[int],
-                 image_size: tuple[int, int]):
+    def __init__(self, flip_probability: float, image_size: tuple[int, int]):
         self.flip_probability = flip_probability
-        self.clothes_labels = tuple(clothes_labels)
         self.image_size = tuple(image_size)
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         raw = examples.resize_raw(examples.decode_record(record), self.image_size)
         if rng.random() < self.flip_probability:
             raw = examples.flip_raw(raw)
-        return examples.model_inputs(raw, self.clothes_labels)
+        return examples.compact_example(raw)
 
 
 def data_source(data_dir: str | os.PathLike, split: str):
@@ -49,7 +47,6 @@ def make_dataset(
     shuffle: bool = True,
     num_epochs: int | None = None,
     flip_probability: float = 0.0,
-    clothes_labels: Sequence[int] = constants.CLOTHES_LABELS,
     image_size: tuple[int, int] = constants.IMAGE_SIZE,
     process_index: int = 0,
     process_count: int = 1,
@@ -66,14 +63,14 @@ def make_dataset(
       shuffle: reshuffle every epoch (train) or keep the stored order (evaluation).
       num_epochs: None repeats forever.
       flip_probability: chance of mirroring a triplet left-right.
-      clothes_labels: parsing labels removed from the reference image.
       image_size: (H, W) of the model inputs; the stored 256x192 examples are resized.
       process_index, process_count: this process's shard of every global batch
         (`jax.process_index()`, `jax.process_count()`).
       workers: grain worker processes (0 = decode in this process).
       drop_remainder: drop a last, smaller batch (keep True for training: one compiled shape).
     Returns:
-      A grain IterDataset of dicts of (global_batch_size / process_count, H, W, C) float32.
+      A grain IterDataset of compact batches: dicts keyed as `examples.COMPACT_INPUTS` of
+      (global_batch_size / process_count, ...) arrays.
     """
     if global_batch_size % process_count:
         raise ValueError(
@@ -86,7 +83,7 @@ def make_dataset(
         dataset = dataset.shuffle()
     dataset = dataset.repeat(num_epochs)
     dataset = dataset[process_index::process_count]
-    dataset = dataset.random_map(RecordToInputs(flip_probability, clothes_labels, image_size))
+    dataset = dataset.random_map(RecordToCompact(flip_probability, image_size))
     dataset = dataset.batch(global_batch_size // process_count, drop_remainder=drop_remainder)
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if workers > 0:

@@ -1,26 +1,32 @@
-"""Person representation: pose heatmaps, parsing masks, body shape, flips (pure NumPy).
+"""Person representation: pose heatmaps, parsing masks, body shape, flips.
 
-All functions take and return NumPy arrays in NHWC-style layouts without the batch axis:
-images (H, W, C), label maps (H, W) of LIP label ids, keypoints (18, 3) rows of (x, y, conf)
-in pixel coordinates of the (H, W) image (x to the right, y down, pixel centres at integers).
+Layouts are NHWC-style: images (..., H, W, C), label maps (..., H, W) of LIP label ids,
+keypoints (..., 18, 3) rows of (x, y, conf) in pixel coordinates of the (H, W) image (x to the
+right, y down, pixel centres at integers). The keypoint helpers and flips work on one raw
+example on the host (NumPy). The model-input features (`pose_heatmaps`, `label_mask`,
+`one_hot_parsing`, `body_shape_mask`, `remove_clothes`) are jax.numpy functions over any
+leading axes, so that they run inside a jitted step on the device, batched, from the compact
+uint8 / label / coordinate arrays the input pipeline sends (`examples.model_inputs`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mgvton_jax import constants
 
 
 def joint_visible(keypoints: np.ndarray) -> np.ndarray:
-    """(18,) bool: which joints count as present.
+    """(..., 18, 3) keypoints -> (..., 18) bool: which joints count as present.
 
     OpenPose writes missing joints as (0, 0, 0); like CP-VTON we also drop joints at x <= 1 or
-    y <= 1, which in practice are the same all-zero rows.
+    y <= 1, which in practice are the same all-zero rows. NumPy or jax arrays.
     """
-    x, y, conf = keypoints[:, 0], keypoints[:, 1], keypoints[:, 2]
+    x, y, conf = keypoints[..., 0], keypoints[..., 1], keypoints[..., 2]
     return (conf > 0) & (x > 1) & (y > 1)
 
 
@@ -53,10 +59,10 @@ def scale_keypoints(
 
 
 def pose_heatmaps(
-    keypoints: np.ndarray,
+    keypoints: jax.Array,
     image_hw: tuple[int, int] = constants.IMAGE_SIZE,
     radius: int = constants.POSE_DISC_RADIUS,
-) -> np.ndarray:
+) -> jax.Array:
     """One channel per joint: a filled disc of `radius` pixels set to 1, 0 elsewhere.
 
     Pixel (i, j) is on iff (j - round(x))^2 + (i - round(y))^2 <= radius^2. A joint near the
@@ -64,30 +70,31 @@ def pose_heatmaps(
     a missing joint (see `joint_visible`) gives an empty channel.
 
     Args:
-      keypoints: (18, 3) float array of (x, y, conf) in pixels of an image of size image_hw.
+      keypoints: (..., 18, 3) float (x, y, conf) in pixels of an image of size image_hw.
       image_hw: (H, W) of the heatmaps.
       radius: disc radius in pixels.
     Returns:
-      (H, W, 18) float32 with values in {0, 1}.
+      (..., H, W, 18) float32 with values in {0, 1}.
     """
     height, width = image_hw
-    keypoints = np.asarray(keypoints, np.float32)
-    centres = np.floor(keypoints[:, :2] + 0.5)  # round half up, independent of NumPy's banker's
-    rows = np.arange(height, dtype=np.float32)[None, :, None]
-    cols = np.arange(width, dtype=np.float32)[None, None, :]
-    dist2 = (cols - centres[:, 0, None, None]) ** 2 + (rows - centres[:, 1, None, None]) ** 2
-    on = (dist2 <= radius * radius) & joint_visible(keypoints)[:, None, None]
-    return np.moveaxis(on, 0, -1).astype(np.float32)
+    keypoints = jnp.asarray(keypoints, jnp.float32)
+    centres = jnp.floor(keypoints[..., :2] + 0.5)  # round half up, not banker's rounding
+    rows = jnp.arange(height, dtype=jnp.float32)[:, None]
+    cols = jnp.arange(width, dtype=jnp.float32)[None, :]
+    dist2 = (cols - centres[..., 0, None, None]) ** 2 + (rows - centres[..., 1, None, None]) ** 2
+    on = (dist2 <= radius * radius) & joint_visible(keypoints)[..., None, None]
+    return jnp.moveaxis(on, -3, -1).astype(jnp.float32)
 
 
-def label_mask(parsing: np.ndarray, labels: Iterable[int]) -> np.ndarray:
-    """(H, W) label ids -> (H, W, 1) float32 mask, 1 where the label is in `labels`."""
-    return np.isin(parsing, tuple(labels)).astype(np.float32)[..., None]
+def label_mask(parsing: jax.Array, labels: Iterable[int]) -> jax.Array:
+    """(..., H, W) label ids -> (..., H, W, 1) float32 mask, 1 where the label is in `labels`."""
+    return jnp.isin(jnp.asarray(parsing), jnp.asarray(tuple(labels))).astype(
+        jnp.float32)[..., None]
 
 
-def one_hot_parsing(parsing: np.ndarray) -> np.ndarray:
-    """(H, W) label ids -> (H, W, NUM_LABELS) float32 one-hot."""
-    return np.eye(constants.NUM_LABELS, dtype=np.float32)[parsing]
+def one_hot_parsing(parsing: jax.Array) -> jax.Array:
+    """(..., H, W) label ids -> (..., H, W, NUM_LABELS) float32 one-hot."""
+    return jax.nn.one_hot(jnp.asarray(parsing), constants.NUM_LABELS, dtype=jnp.float32)
 
 
 def antialiased_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -105,50 +112,58 @@ def antialiased_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def resize_bilinear(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Antialiased bilinear resize of (H, W, C) float array to (out_h, out_w, C), PIL-style."""
-    rows = antialiased_bilinear_matrix(image.shape[0], out_hw[0])
-    cols = antialiased_bilinear_matrix(image.shape[1], out_hw[1])
-    return np.einsum("ih,jw,hwc->ijc", rows, cols, image.astype(np.float64))
+def resize_bilinear(image: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
+    """Antialiased bilinear resize, PIL-style: (..., H, W, C) float -> (..., out_h, out_w, C)."""
+    rows = antialiased_bilinear_matrix(image.shape[-3], out_hw[0])
+    cols = antialiased_bilinear_matrix(image.shape[-2], out_hw[1])
+    # HIGHEST: no reduced-precision passes on accelerators; the masks match PIL to 2/255.
+    return jnp.einsum("ih,jw,...hwc->...ijc", jnp.asarray(rows, image.dtype),
+                      jnp.asarray(cols, image.dtype), image,
+                      precision=jax.lax.Precision.HIGHEST)
+
+
+def blurred_silhouette(person: jax.Array,
+                       coarse_hw: tuple[int, int] = constants.BODY_SHAPE_SIZE) -> jax.Array:
+    """A person mask (..., H, W, 1) in [0, 1] resized to coarse_hw and back, clipped to
+    [0, 1]: the blur that hides the shape of the old clothes (VITON, MG-VTON)."""
+    coarse = resize_bilinear(person, coarse_hw)
+    return jnp.clip(resize_bilinear(coarse, person.shape[-3:-1]), 0.0, 1.0)
 
 
 def body_shape_mask(
-    parsing: np.ndarray, coarse_hw: tuple[int, int] = constants.BODY_SHAPE_SIZE
-) -> np.ndarray:
-    """Blurry silhouette that hides the shape of the old clothes (VITON, MG-VTON).
-
-    (parsing > 0) is downsampled to coarse_hw (16x12) and resized back to the parsing's size,
-    both with antialiased bilinear filtering (PIL BILINEAR).
+    parsing: jax.Array, coarse_hw: tuple[int, int] = constants.BODY_SHAPE_SIZE
+) -> jax.Array:
+    """Body shape: `blurred_silhouette` of (parsing > 0), both resizes PIL BILINEAR.
 
     Args:
-      parsing: (H, W) integer label ids.
-      coarse_hw: intermediate (h, w).
+      parsing: (..., H, W) integer label ids.
+      coarse_hw: intermediate (h, w), 16x12.
     Returns:
-      (H, W, 1) float32 in [0, 1].
+      (..., H, W, 1) float32 in [0, 1].
     """
-    person = (parsing > 0).astype(np.float64)[..., None]
-    coarse = resize_bilinear(person, coarse_hw)
-    return np.clip(resize_bilinear(coarse, parsing.shape[:2]), 0.0, 1.0).astype(np.float32)
+    person = (jnp.asarray(parsing) > 0).astype(jnp.float32)[..., None]
+    return blurred_silhouette(person, coarse_hw)
 
 
 def remove_clothes(
-    image: np.ndarray,
-    parsing: np.ndarray,
+    image: jax.Array,
+    parsing: jax.Array,
     labels: Iterable[int] = constants.CLOTHES_LABELS,
     fill: float = 0.0,
-) -> np.ndarray:
+) -> jax.Array:
     """The person image with the pixels of `labels` set to `fill` (grey 0 in [-1, 1] images).
 
     Args:
-      image: (H, W, 3) float image.
-      parsing: (H, W) label ids of the same image.
+      image: (..., H, W, 3) float image.
+      parsing: (..., H, W) label ids of the same image.
       labels: label ids to remove (default upper clothes, dress, coat).
       fill: value written into the removed pixels.
     Returns:
-      (H, W, 3) array of image's dtype.
+      (..., H, W, 3) array of image's dtype.
     """
+    image = jnp.asarray(image)
     removed = label_mask(parsing, labels) > 0
-    return np.where(removed, np.asarray(fill, image.dtype), image)
+    return jnp.where(removed, jnp.asarray(fill, image.dtype), image)
 
 
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:

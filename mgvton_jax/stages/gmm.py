@@ -9,11 +9,10 @@ regularisers are options (weight 0).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from mgvton_jax import constants, losses
-from mgvton_jax.data.representation import antialiased_bilinear_matrix
+from mgvton_jax.data.representation import blurred_silhouette
 from mgvton_jax.models.gmm import GeometricMatcher
 from mgvton_jax.ops.warp import grid_sample, tps_grid
 from mgvton_jax.stages import base
@@ -28,22 +27,12 @@ def clothes_region(parsing: jax.Array,
 
 def blurred_body_shape(parsing: jax.Array,
                        coarse_hw: tuple[int, int] = constants.BODY_SHAPE_SIZE) -> jax.Array:
-    """Body-shape mask of a (B, H, W, 20) parsing: 1 - background, down to coarse_hw and back.
+    """Body-shape mask of a (B, H, W, 20) parsing: `blurred_silhouette` of 1 - background.
 
-    The same antialiased bilinear resampling as the data pipeline's `body_shape_mask`, so the
-    GMM sees the same kind of input from the ground truth and from stage I.
-    Returns (B, H, W, 1) in [0, 1].
+    The same blur as the data's `body_shape_mask`, so the GMM sees the same kind of input
+    from the ground truth and from stage I. Returns (B, H, W, 1) in [0, 1].
     """
-    height, width = parsing.shape[1:3]
-    person = 1.0 - parsing[..., :1]
-
-    def matrix(n_in, n_out):
-        return jnp.asarray(antialiased_bilinear_matrix(n_in, n_out), parsing.dtype)
-
-    coarse = jnp.einsum("ih,jw,bhwc->bijc", matrix(height, coarse_hw[0]),
-                        matrix(width, coarse_hw[1]), person)
-    return jnp.clip(jnp.einsum("ih,jw,bhwc->bijc", matrix(coarse_hw[0], height),
-                               matrix(coarse_hw[1], width), coarse), 0.0, 1.0)
+    return blurred_silhouette(1.0 - parsing[..., :1], coarse_hw)
 
 
 PERSON_STREAM = ("person_body_shape", "clothes_region")

@@ -28,7 +28,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mgvton_jax import stages, visualize, xla
-from mgvton_jax.data import pipeline
+from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
 from mgvton_jax.training.checkpoint import CheckpointError, StageCheckpoints
@@ -236,9 +236,11 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
 class CompiledStage:
     """A stage's replicated state and its jitted functions.
 
-    step(state, batch) -> (state, metrics): one optimisation step; the state is donated.
-    samples(state, batch) -> the batch, the earlier stages' and this stage's outputs
-      (inference mode), for sample pictures.
+    step(state, batch) -> (state, metrics): one optimisation step on a compact batch
+      (`examples.COMPACT_INPUTS`, expanded into model inputs inside the step); the state is
+      donated.
+    samples(state, batch) -> the model inputs, the earlier stages' and this stage's outputs
+      (inference mode) of a compact batch, for sample pictures.
     to_device(host_batch) -> this process's batch as a global array sharded over "data".
     """
 
@@ -283,7 +285,11 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
         known = {key: batch[source] for key, source in taught.items()}
         return jax.lax.stop_gradient(stages.run_stages(required, frozen, batch, known))
 
-    def train_step(state, constants, batch):
+    def expand(compact):
+        return examples.model_inputs(compact, tuple(config.data.clothes_labels))
+
+    def train_step(state, constants, compact):
+        batch = expand(compact)
         model = nnx.merge(graphdef, state)
         frozen_state, vgg_params = constants
         perceptual = functools.partial(
@@ -294,7 +300,8 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
                                    perceptual)
         return nnx.state(model), metrics
 
-    def sample_fn(state, constants, batch):
+    def sample_fn(state, constants, compact):
+        batch = expand(compact)
         model = nnx.merge(graphdef, state)
         values = stages.run_stages([stage.name], {stage.name: model["networks"]}, batch,
                                    earlier_outputs(constants[0], batch))
@@ -345,10 +352,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     def make_batches(shuffle, flip, epochs, split="train"):
         return pipeline.make_dataset(
             data_dir, split, config.train.batch_size, seed=config.seed, shuffle=shuffle,
-            num_epochs=epochs, flip_probability=flip,
-            clothes_labels=tuple(config.data.clothes_labels),
-            image_size=tuple(config.image_size), process_index=jax.process_index(),
-            process_count=jax.process_count(), workers=config.data.workers)
+            num_epochs=epochs, flip_probability=flip, image_size=tuple(config.image_size),
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            workers=config.data.workers)
 
     to_device = compiled.to_device
     sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1,
@@ -387,8 +393,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
             visualize.save_png(path, visualize.batch_grid(pictures, stage.sample_columns))
 
     logged: dict = {"step": step}
-    window: list[dict] = []
-    pending = None  # (step, device metrics) of the previous step, checked one step late
+    window: list[dict] = []  # host metrics of the steps since the last log line
+    unchecked: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched
     timing_start, started = time.perf_counter(), step  # rates exclude the compiling step
     metrics_file = (out_dir / "metrics.jsonl").open("a") if is_main else None
     print(f"[{stage.name}] {steps} steps of {config.train.batch_size} images "
@@ -406,20 +412,20 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                     print(f"[{stage.name}] first step (compile + run) "
                           f"{time.perf_counter() - step_start:.1f} s", flush=True)
                     timing_start = time.perf_counter()
-                if pending is not None:
-                    values = {k: float(v) for k, v in jax.device_get(pending[1]).items()}
-                    _check_finite(values, pending[0], checkpoints)
-                    window.append(values)
-                pending = (step, metrics)
+                unchecked.append((step, metrics))
                 last = step == steps
                 due = step % config.train.log_every == 0 or last
                 save_due = step % config.train.checkpoint_every == 0 or last or \
                     preemption.requested
                 if due or save_due:
-                    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    _check_finite(values, step, checkpoints)
-                    window.append(values)
-                    pending = None
+                    # The only transfer of metrics: every step's since the last one, checked
+                    # before anything is logged or saved.
+                    fetched = jax.device_get([device_metrics for _, device_metrics in unchecked])
+                    for (done, _), values in zip(unchecked, fetched, strict=True):
+                        values = {k: float(v) for k, v in values.items()}
+                        _check_finite(values, done, checkpoints)
+                        window.append(values)
+                    unchecked = []
                 if due:
                     means = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
                     epoch = step * config.train.batch_size / num_examples
