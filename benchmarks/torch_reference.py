@@ -4,7 +4,8 @@ The networks have the layer shapes of the Flax ones in `mgvton_jax.models`, in N
 - `global_generator`: pix2pixHD GlobalGenerator: reflect-pad 3 + 7x7 conv, norm, ReLU;
   n_downsample x [3x3 conv stride 2 pad 1, norm, ReLU]; n_blocks residual blocks of
   convs_per_block x [reflect-pad 1, 3x3 conv, norm, ReLU] (no last ReLU); n_downsample x
-  [3x3 transposed conv stride 2 pad 1 output_padding 1, norm, ReLU]; reflect-pad 3 + 7x7 conv.
+  [x2 upsampling (`upsampling`: transposed or resize convolution), norm, ReLU]; reflect-pad 3
+  + 7x7 conv.
 - `MultiscaleDiscriminator`: num_d PatchGANs (4x4 convs, zero pad 2, LeakyReLU 0.2, norm after
   every conv but the first and the last), scale i on the input average-pooled i times.
 - `VGG19Features`: torchvision's vgg19().features[:30] (to relu5_1), random weights, frozen.
@@ -35,7 +36,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_CHANNELS = 3
 # The keyword arguments of `global_generator` / `MultiscaleDiscriminator` taken from a config.
-GENERATOR_FIELDS = ("ngf", "n_downsample", "n_blocks", "convs_per_block", "norm")
+GENERATOR_FIELDS = ("ngf", "n_downsample", "n_blocks", "convs_per_block", "norm", "upsample")
 DISCRIMINATOR_FIELDS = ("ndf", "n_layers", "num_d", "norm")
 
 Step = Callable[[], float]
@@ -68,8 +69,20 @@ class ResnetBlock(nn.Module):
         return x + self.residual(x)
 
 
+def upsampling(in_channels: int, out_channels: int, kind: str) -> list[nn.Module]:
+    """x2 upsampling as `mgvton_jax.models.layers.UpConv`: "transpose" (3x3 transposed conv,
+    stride 2, padding 1, output padding 1) or "resize" (nearest x2, 3x3 conv, padding 1)."""
+    if kind == "transpose":
+        return [nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1,
+                                   output_padding=1)]
+    if kind == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(in_channels, out_channels, 3, padding=1)]
+    raise ValueError(f"unknown upsample {kind!r}")
+
+
 def global_generator(in_channels: int, out_channels: int, *, ngf: int, n_downsample: int,
-                     n_blocks: int, convs_per_block: int, norm: str,
+                     n_blocks: int, convs_per_block: int, norm: str, upsample: str,
                      out_activation: nn.Module | None = None) -> nn.Sequential:
     """pix2pixHD GlobalGenerator (module docstring): (B, in, H, W) -> (B, out, H, W) float32."""
     layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7),
@@ -82,8 +95,8 @@ def global_generator(in_channels: int, out_channels: int, *, ngf: int, n_downsam
                for _ in range(n_blocks)]
     for i in reversed(range(n_downsample)):
         width = ngf * 2**i
-        layers += [nn.ConvTranspose2d(2 * width, width, 3, stride=2, padding=1, output_padding=1),
-                   make_norm(norm, width), nn.ReLU(inplace=True)]
+        layers += [*upsampling(2 * width, width, upsample), make_norm(norm, width),
+                   nn.ReLU(inplace=True)]
     layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
     if out_activation is not None:
         layers.append(out_activation)

@@ -242,6 +242,10 @@ class CompiledStage:
     samples(state, batch) -> the model inputs, the earlier stages' and this stage's outputs
       (inference mode) of a compact batch, for sample pictures.
     to_device(host_batch) -> this process's batch as a global array sharded over "data".
+    constants: the frozen earlier stages' state and the VGG parameters, on the devices.
+    lower_step(state, batch) -> the step lowered for XLA (`jax.stages.Lowered`), to compile
+      ahead of time for its cost and memory analysis (benchmarks); the compiled executable is
+      called as (state, constants, batch).
     """
 
     stage: stages.Stage
@@ -249,6 +253,8 @@ class CompiledStage:
     step: Callable
     samples: Callable
     to_device: Callable
+    constants: tuple
+    lower_step: Callable
 
 
 def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
@@ -323,6 +329,8 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
         step=lambda state, batch: step_fn(state, constants, batch),
         samples=lambda state, batch: samples_fn(state, constants, batch),
         to_device=to_device,
+        constants=constants,
+        lower_step=lambda state, batch: step_fn.lower(state, constants, batch),
     )
 
 
