@@ -1,22 +1,30 @@
-"""Training-step time per stage: the package's jitted JAX step beside a PyTorch G + D step.
+"""Training-step speed per stage: the package's jitted JAX step beside the same PyTorch step.
 
     python benchmarks/train_step.py [--sizes tiny,full] [--stages parsing,gmm,warp_gan,refine]
-                                    [--steps N] [--torch-threads T]
+                                    [--steps N] [--batch B] [--dtype float32|bfloat16]
+                                    [--torch-threads T] [--no-torch]
+    python benchmarks/train_step.py --device-report     # full size, batch 40, bfloat16
 
 For each size and stage: `mgvton_jax.training.loop.compile_stage` with untrained frozen earlier
-stages, on a random compact batch (`examples.COMPACT_INPUTS`, expanded in the step; full:
-batch 1 at 256x192; tiny: the tiny config's batch at 64x48). The first call (trace + XLA
-compile + one step), less one step time, is reported as the compile time; the step time is the
-median of --steps
-further calls (default 10 tiny, 3 full). Beside it, the same generator + discriminator step
-in PyTorch (`torch_reference.py`, CPU, float32, same sizes from the config, one untimed warm-up
-step) for parsing, warp_gan and refine. The perceptual loss uses random VGG19 weights (full
-widths at the full size).
+stages, on a random compact batch (`examples.COMPACT_INPUTS`, expanded in the step), compiled
+ahead of time (the compile time; XLA's cost analysis gives the FLOPs of one step, its memory
+analysis the program's device memory), one untimed step, then the median of --steps timed
+steps (default 10 tiny, 3 full). Sizes: tiny = the tiny config (64x48, batch 4); full =
+256x192, batch 1 (or --batch). The perceptual loss uses random VGG19 weights (full widths at
+the full size), the paper's network. Beside it, the same step in PyTorch (`torch_reference.py`:
+the frozen earlier stages' forwards, the generator once, D first, then G; same shapes) on the
+same device, one untimed warm-up step; bfloat16 runs torch under autocast.
+
+--device-report is the accelerator table: full size, batch 40, bfloat16 compute, and per stage
+the share of the device's dense BF16 peak (for the devices in DENSE_BF16_PEAK), the peak device
+memory in use, and the largest batch that fits in the device's memory (extrapolated from the
+compiled memory of batch B and 2B; devices that report no memory limit show "-").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import math
 import os
@@ -33,7 +41,7 @@ from flax import nnx
 
 from mgvton_jax import config_lib, constants, stages
 from mgvton_jax.data import examples
-from mgvton_jax.stages import parsing, warp_gan
+from mgvton_jax.stages import parsing
 from mgvton_jax.training import loop
 
 try:
@@ -46,25 +54,26 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SIZES = ("tiny", "full")
 FULL_BATCH_SIZE = 1  # CPU: one 256x192 example per step
 DEFAULT_STEPS = {"tiny": 10, "full": 3}
-
-NOTES = (
-    "JAX compile s: the first call (tracing + XLA compilation + one step) less one step s. "
-    "Step s: median of the timed steps after it; torch: median after one untimed step.",
-    "warp_gan is approximate: the JAX step also runs the parsing matcher, the reference encoder "
-    "with bottleneck warping and the frozen parsing + GMM forwards; the torch stand-in is a "
-    "GlobalGenerator 44->3 + 2-scale D on 41 channels + VGG19 on fake and real.",
-    "refine: the JAX step also runs the frozen parsing, GMM and Warp-GAN forwards; torch runs "
-    "only the GlobalGenerator 24->1 + VGG19.",
-    "gmm: no torch reference.",
-)
+REPORT_BATCH_SIZE = 40  # the paper's batch
+# Dense BF16 peak FLOP/s by device kind (vendor data sheets; matched as substrings).
+DENSE_BF16_PEAK = {
+    "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12,
+    "A100": 312e12, "L4": 121e12, "TPU v4": 275e12, "TPU v5 lite": 197e12,
+    "TPU v5p": 459e12, "TPU v6 lite": 918e12,
+}
+GIB = 2**30
 
 
-def stage_config(stage: str, size: str) -> ml_collections.ConfigDict:
-    """The stage's config at `size`, with the benchmark batch and random VGG19 weights."""
+def stage_config(stage: str, size: str, batch: int | None = None,
+                 dtype: str = "float32") -> ml_collections.ConfigDict:
+    """The stage's config at `size` with the benchmark batch, compute dtype and random VGG19."""
     cfg = config_lib.load_config_file(CONFIG_DIR / f"{stage}.py", size)
     if size == "full":
         cfg.train.batch_size = FULL_BATCH_SIZE
         cfg.perceptual.random_width_divisor = 1
+    if batch:
+        cfg.train.batch_size = batch
+    cfg.train.compute_dtype = dtype
     cfg.perceptual.random = True
     cfg.perceptual.weights_path = ""
     return cfg
@@ -103,69 +112,128 @@ def time_calls(call: Callable[[], object], count: int) -> list[float]:
     return times
 
 
-def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> tuple[float, list[float]]:
-    """Compiles the stage's step and times it.
+@dataclasses.dataclass
+class JaxResult:
+    compile_s: float
+    step_times: list[float]
+    flops: float | None  # per step, XLA cost analysis
+    program_bytes: int  # arguments + outputs + temporaries - donated (XLA memory analysis)
+    peak_bytes: int | None  # the device's peak bytes in use (None: not reported)
 
-    Returns:
-      (seconds of the first call, seconds of each of the `steps` calls after it).
-    Raises:
-      FloatingPointError: a non-finite metric.
-    """
+
+def _flops(executable) -> float | None:
+    analysis = executable.cost_analysis()
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def _program_bytes(executable) -> int:
+    memory = executable.memory_analysis()
+    return int(memory.argument_size_in_bytes + memory.output_size_in_bytes
+               + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+
+
+def _compiled(cfg: ml_collections.ConfigDict):
+    """(CompiledStage, device batch) of the stage with untrained frozen earlier stages."""
     frozen = {name: stages.build_networks(name, cfg, nnx.Rngs(0),
                                           only=stages.get(name).inference)
               for name in stages.required_stages(cfg.stage, cfg)}
     compiled = loop.compile_stage(cfg, frozen)
-    batch = compiled.to_device(random_batch(cfg, np.random.default_rng(cfg.seed)))
+    return compiled, compiled.to_device(random_batch(cfg, np.random.default_rng(cfg.seed)))
+
+
+def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> JaxResult:
+    """Compiles the stage's step ahead of time, runs one untimed step, times `steps` more.
+
+    Raises:
+      FloatingPointError: a non-finite metric.
+    """
+    compiled, batch = _compiled(cfg)
+    start = time.perf_counter()
+    executable = compiled.lower_step(compiled.state, batch).compile()
+    compile_s = time.perf_counter() - start
     carry = {"state": compiled.state}
 
     def one_step():
         # The state is donated: always continue from the returned one.
-        carry["state"], carry["metrics"] = compiled.step(carry["state"], batch)
+        carry["state"], carry["metrics"] = executable(carry["state"], compiled.constants,
+                                                      batch)
         jax.block_until_ready((carry["state"], carry["metrics"]))
 
-    first_call_s, *step_times = time_calls(one_step, steps + 1)
+    one_step()
+    step_times = time_calls(one_step, steps)
     bad = {k: float(v) for k, v in carry["metrics"].items() if not math.isfinite(float(v))}
     if bad:
         raise FloatingPointError(f"{cfg.stage}: non-finite metrics {bad}")
-    return first_call_s, step_times
+    stats = jax.devices()[0].memory_stats() or {}
+    return JaxResult(compile_s, step_times, _flops(executable), _program_bytes(executable),
+                     stats.get("peak_bytes_in_use"))
 
 
-def torch_step(cfg: ml_collections.ConfigDict) -> Callable[[], float] | None:
+def largest_batch(cfg: ml_collections.ConfigDict) -> int | None:
+    """The largest global batch whose compiled step fits in the device's memory, from the
+    program memory at the config's batch B and at 2B (linear in the batch); None where the
+    device reports no memory limit."""
+    limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    if not limit:
+        return None
+    sizes = {}
+    for batch in (cfg.train.batch_size, 2 * cfg.train.batch_size):
+        probe = cfg.copy_and_resolve_references()
+        probe.train.batch_size = batch
+        compiled, device_batch = _compiled(probe)
+        sizes[batch] = _program_bytes(compiled.lower_step(compiled.state, device_batch).compile())
+    (b1, m1), (b2, m2) = sorted(sizes.items())
+    per_example = (m2 - m1) / (b2 - b1)
+    fits = int((limit - (m1 - per_example * b1)) // per_example)
+    devices = jax.device_count()
+    return fits // devices * devices
+
+
+def torch_step(cfg: ml_collections.ConfigDict, device: str) -> Callable[[], float] | None:
     """The PyTorch reference step of cfg.stage (None for stages without one)."""
-    def sizes(section, fields):
-        return {field: section[field] for field in fields}
+    def sizes(section, fields=None):
+        return {field: section[field] for field in (fields or section)}
 
     model, train = cfg.model, dict(cfg.train)
-    common = dict(batch=cfg.train.batch_size, image_size=tuple(cfg.image_size), seed=cfg.seed)
+    autocast = torch.bfloat16 if cfg.train.compute_dtype == "bfloat16" else None
+    common = dict(batch=cfg.train.batch_size, image_size=tuple(cfg.image_size), seed=cfg.seed,
+                  device=device, autocast=autocast)
     generator_fields = torch_reference.GENERATOR_FIELDS
     discriminator = sizes(model.discriminator, torch_reference.DISCRIMINATOR_FIELDS)
     vgg = dict(vgg_width_divisor=cfg.perceptual.random_width_divisor,
                imagenet_normalize=cfg.perceptual.imagenet_normalize)
+    earlier = dict(condition_channels=stages.channels(parsing.CONDITION),
+                   num_labels=constants.NUM_LABELS, pose_channels=constants.NUM_KEYPOINTS,
+                   clothes_labels=tuple(cfg.data.clothes_labels))
+    frozen = {"parsing": sizes(model.parsing, generator_fields), "gmm": sizes(model.gmm),
+              "warp_gan": sizes(model.warp_gan)}
     if cfg.stage == "parsing":
         return torch_reference.parsing_step(
             sizes(model.parsing, generator_fields), discriminator, train, dict(cfg.loss),
-            condition_channels=stages.channels(parsing.CONDITION),
-            num_labels=constants.NUM_LABELS, **common)
+            condition_channels=earlier["condition_channels"], num_labels=constants.NUM_LABELS,
+            **common)
     if cfg.stage == "warp_gan":
         return torch_reference.warp_gan_step(
-            sizes(model.warp_gan, generator_fields), discriminator, train, dict(cfg.loss),
-            feature_matching_layers=cfg.loss_options.feature_matching_layers,
-            generator_channels=stages.channels(warp_gan.MAIN_INPUTS),
-            condition_channels=stages.channels(warp_gan.CONDITION), **vgg, **common)
+            sizes(model.warp_gan), discriminator, frozen, train, dict(cfg.loss),
+            feature_matching_layers=cfg.loss_options.feature_matching_layers, **vgg,
+            **earlier, **common)
     if cfg.stage == "refine":
         return torch_reference.refine_step(
-            sizes(model.refine, generator_fields), train, dict(cfg.loss),
-            pose_channels=constants.NUM_KEYPOINTS, **vgg, **common)
+            sizes(model.refine, generator_fields), frozen, train, dict(cfg.loss), **vgg,
+            **earlier, **common)
     return None
 
 
-def time_torch(cfg: ml_collections.ConfigDict, steps: int) -> list[float] | None:
+def time_torch(cfg: ml_collections.ConfigDict, steps: int, device: str) -> list[float] | None:
     """Seconds of each of `steps` PyTorch reference steps after one warm-up; None without one.
 
     Raises:
       FloatingPointError: a non-finite loss.
     """
-    step = torch_step(cfg)
+    step = torch_step(cfg, device)
     if step is None:
         return None
     losses = [step()]
@@ -175,19 +243,25 @@ def time_torch(cfg: ml_collections.ConfigDict, steps: int) -> list[float] | None
     return times
 
 
+def dense_bf16_peak(device: jax.Device) -> float | None:
+    kind = getattr(device, "device_kind", "")
+    return next((peak for name, peak in DENSE_BF16_PEAK.items() if name in kind), None)
+
+
 def machine_summary(torch_threads: int | None) -> str:
-    """Date, CPU, core count, load, library versions and thread counts, one line."""
+    """Date, processor or device, core count, load, library versions, one line."""
     model = platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         model = names[0] if names else model
+    device = jax.devices()[0]
     torch_part = (f"torch {torch.__version__} ({torch_threads} threads)" if torch
                   else "torch not installed")
     return (f"{datetime.date.today()}, {model}, {os.cpu_count()} CPUs, load average "
-            f"{os.getloadavg()[0]:.2f}; jax {jax.__version__} on {jax.devices()[0].platform} "
-            f"x{jax.device_count()}, {torch_part}")
+            f"{os.getloadavg()[0]:.2f}; jax {jax.__version__} on {device.platform} "
+            f"({getattr(device, 'device_kind', '?')}) x{jax.device_count()}, {torch_part}")
 
 
 def format_row(cells: list[str]) -> str:
@@ -200,53 +274,88 @@ def format_times(times: list[float] | None) -> str:
     return " ".join(f"{t:.3f}" for t in times) if times else "-"
 
 
+HEADER = ["stage", "size", "batch", "dtype", "compile s", "step s", "images/s", "GFLOP/step",
+          "TFLOP/s", "% of BF16 peak", "memory GiB", "largest batch", "torch step s",
+          "JAX/torch"]
+
+
+def table_row(cfg: ml_collections.ConfigDict, size: str, result: JaxResult,
+              torch_s: float | None, fits: int | None) -> list[str]:
+    batch = cfg.train.batch_size
+    step_s = statistics.median(result.step_times)
+    flop_rate = result.flops / step_s if result.flops else None
+    peak = dense_bf16_peak(jax.devices()[0]) if cfg.train.compute_dtype == "bfloat16" else None
+    memory = result.peak_bytes or result.program_bytes
+    return [
+        cfg.stage, f"{size} {cfg.image_size[0]}x{cfg.image_size[1]}", str(batch),
+        cfg.train.compute_dtype, f"{result.compile_s:.1f}", f"{step_s:.3f}",
+        f"{batch / step_s:.3g}",
+        f"{result.flops / 1e9:.1f}" if result.flops else "-",
+        f"{flop_rate / 1e12:.3g}" if flop_rate else "-",
+        f"{100 * flop_rate / peak:.1f}" if flop_rate and peak else "-",
+        f"{memory / GIB:.2f}", str(fits) if fits else "-",
+        f"{torch_s:.3f}" if torch_s else "-",
+        f"{step_s / torch_s:.2f}" if torch_s else "-",
+    ]
+
+
 def main() -> None:
     """Command line (module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=",".join(SIZES), help="tiny,full")
+    parser.add_argument("--sizes", default=None, help="tiny,full (default both; report: full)")
     parser.add_argument("--stages", default=",".join(stages.PIPELINE))
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per measurement (default {DEFAULT_STEPS})")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="global batch (default: tiny 4, full 1; report 40)")
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                        help="compute dtype (default float32; report bfloat16)")
+    parser.add_argument("--device-report", action="store_true",
+                        help="full size, batch 40, bfloat16, share of peak and largest batch")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's own, one per core)")
+    parser.add_argument("--no-torch", action="store_true", help="JAX columns only")
     args = parser.parse_args()
-    sizes, stage_names = args.sizes.split(","), args.stages.split(",")
+    report = args.device_report
+    sizes = (args.sizes or ("full" if report else ",".join(SIZES))).split(",")
+    stage_names = args.stages.split(",")
     if unknown := set(sizes) - set(SIZES) | set(stage_names) - set(stages.PIPELINE):
         parser.error(f"unknown sizes or stages: {sorted(unknown)}")
-    if torch is not None and args.torch_threads:
+    batch = args.batch or (REPORT_BATCH_SIZE if report else None)
+    dtype = args.dtype or ("bfloat16" if report else "float32")
+    use_torch = torch is not None and not args.no_torch
+    torch_device = "cuda" if use_torch and jax.devices()[0].platform == "gpu" and \
+        torch.cuda.is_available() else "cpu"
+    if use_torch and args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if use_torch and torch_device == "cpu" and jax.devices()[0].platform != "cpu":
+        use_torch = False  # a CPU torch step beside an accelerator's is no comparison
     print(machine_summary(torch.get_num_threads() if torch else None), flush=True)
 
-    header = ["stage", "size", "batch", "JAX compile s", "JAX step s", "JAX img/s",
-              "torch step s", "JAX/torch"]
     rows = []
     for size in sizes:
         steps = args.steps or DEFAULT_STEPS[size]
         for stage in stage_names:
-            cfg = stage_config(stage, size)
-            batch = cfg.train.batch_size
-            first_call_s, jax_times = time_jax(cfg, steps)
-            torch_times = time_torch(cfg, steps) if torch else None
-            jax_s = statistics.median(jax_times)
+            cfg = stage_config(stage, size, batch, dtype)
+            result = time_jax(cfg, steps)
+            torch_times = time_torch(cfg, steps, torch_device) if use_torch else None
+            fits = largest_batch(cfg) if report else None
             torch_s = statistics.median(torch_times) if torch_times else None
-            rows.append([
-                stage, f"{size} {cfg.image_size[0]}x{cfg.image_size[1]}", str(batch),
-                f"{first_call_s - jax_s:.1f}", f"{jax_s:.3f}", f"{batch / jax_s:.3g}",
-                f"{torch_s:.3f}" if torch_s else "-",
-                f"{jax_s / torch_s:.2f}" if torch_s else "-",
-            ])
-            print(f"done: {stage} {size}: JAX first call {first_call_s:.2f} s, steps "
-                  f"{format_times(jax_times)}; torch steps {format_times(torch_times)}",
-                  flush=True)
+            rows.append(table_row(cfg, size, result, torch_s, fits))
+            print(f"done: {stage} {size}: JAX compile {result.compile_s:.1f} s, steps "
+                  f"{format_times(result.step_times)}; torch steps "
+                  f"{format_times(torch_times)}", flush=True)
             jax.clear_caches()
-    print(format_row(header))
-    print(format_row(["---"] * len(header)))
+    print(format_row(HEADER))
+    print(format_row(["---"] * len(HEADER)))
     for row in rows:
         print(format_row(row))
-    for note in NOTES:
-        print("-", note)
+    print("- memory: the device's peak bytes in use where it reports them, else the compiled "
+          "program's arguments + outputs + temporaries (XLA memory analysis).")
     if torch is None:
         print("- torch is not installed: pip install torch==2.13.0 for the PyTorch columns.")
+    elif not use_torch:
+        print("- no PyTorch columns: --no-torch, or no torch for this device.")
 
 
 if __name__ == "__main__":
