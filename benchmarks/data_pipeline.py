@@ -94,7 +94,8 @@ def check_batch(batch: Batch, batch_size: int) -> None:
     expected = {key: ((batch_size, *examples.compact_shape(key, constants.IMAGE_SIZE)),
                       np.dtype(dtype))
                 for key, (dtype, _) in examples.COMPACT_INPUTS.items()}
-    found = {key: (tuple(value.shape), value.dtype) for key, value in batch.items()}
+    found = {key: (tuple(batch[key].shape), batch[key].dtype) for key in expected
+             if key in batch}
     if found != expected:
         raise ValueError(f"unexpected batch layout {found}; expected {expected}")
 

@@ -15,6 +15,9 @@ the full size), the paper's network. Beside it, the same step in PyTorch (`torch
 the frozen earlier stages' forwards, the generator once, D first, then G; same shapes) on the
 same device, one untimed warm-up step; bfloat16 runs torch under autocast.
 
+"step s, frozen cached" is the same step given the frozen stages' outputs, as it runs once the
+frozen-stage cache holds an example (`--config.train.cache_frozen=True`).
+
 --device-report is the accelerator table: full size, batch 40, bfloat16 compute, and per stage
 the share of the device's dense BF16 peak (for the devices in DENSE_BF16_PEAK), the peak device
 memory in use, and the largest batch that fits in the device's memory (extrapolated from the
@@ -119,6 +122,7 @@ class JaxResult:
     flops: float | None  # per step, XLA cost analysis
     program_bytes: int  # arguments + outputs + temporaries - donated (XLA memory analysis)
     peak_bytes: int | None  # the device's peak bytes in use (None: not reported)
+    cached_step_times: list[float] | None  # the step on stored frozen outputs (frozen_cache)
 
 
 def _flops(executable) -> float | None:
@@ -168,8 +172,18 @@ def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> JaxResult:
     if bad:
         raise FloatingPointError(f"{cfg.stage}: non-finite metrics {bad}")
     stats = jax.devices()[0].memory_stats() or {}
+    cached_step_times = None
+    if compiled.consumed:  # the same step on the frozen stages' outputs, as the cache feeds it
+        values = compiled.frozen_outputs(batch)
+
+        def cached_step():
+            carry["state"], carry["metrics"] = compiled.given_step(carry["state"], batch, values)
+            jax.block_until_ready((carry["state"], carry["metrics"]))
+
+        cached_step()
+        cached_step_times = time_calls(cached_step, steps)
     return JaxResult(compile_s, step_times, _flops(executable), _program_bytes(executable),
-                     stats.get("peak_bytes_in_use"))
+                     stats.get("peak_bytes_in_use"), cached_step_times)
 
 
 def largest_batch(cfg: ml_collections.ConfigDict) -> int | None:
@@ -276,7 +290,7 @@ def format_times(times: list[float] | None) -> str:
 
 HEADER = ["stage", "size", "batch", "dtype", "compile s", "step s", "images/s", "GFLOP/step",
           "TFLOP/s", "% of BF16 peak", "memory GiB", "largest batch", "torch step s",
-          "JAX/torch"]
+          "JAX/torch", "step s, frozen cached"]
 
 
 def table_row(cfg: ml_collections.ConfigDict, size: str, result: JaxResult,
@@ -296,6 +310,8 @@ def table_row(cfg: ml_collections.ConfigDict, size: str, result: JaxResult,
         f"{memory / GIB:.2f}", str(fits) if fits else "-",
         f"{torch_s:.3f}" if torch_s else "-",
         f"{step_s / torch_s:.2f}" if torch_s else "-",
+        f"{statistics.median(result.cached_step_times):.3f}" if result.cached_step_times
+        else "-",
     ]
 
 
@@ -352,6 +368,8 @@ def main() -> None:
         print(format_row(row))
     print("- memory: the device's peak bytes in use where it reports them, else the compiled "
           "program's arguments + outputs + temporaries (XLA memory analysis).")
+    print("- step s, frozen cached: the step given the frozen earlier stages' outputs "
+          "(--config.train.cache_frozen=True, once each example is stored).")
     if torch is None:
         print("- torch is not installed: pip install torch==2.13.0 for the PyTorch columns.")
     elif not use_torch:

@@ -8,7 +8,8 @@ A config is an `ml_collections.ConfigDict`:
 - model: one section per network kind, passed to its constructor as keywords
   (`Network.build` in `mgvton_jax.stages.base`; fields below);
 - train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2/adam_eps,
-  compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints;
+  compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints,
+  cache_frozen;
 - loss: the stage's loss weights, one per loss term (no other fields);
 - loss_options: gan ("vanilla" | "lsgan" | "hinge") and the stage's other loss settings;
 - perceptual: weights_path, the paper's VGG19 (`python -m mgvton_jax.tools.convert_vgg19`);
@@ -92,6 +93,9 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
         sample_every=1000 if full else 100,
         checkpoint_every=1000 if full else 100,
         keep_checkpoints=3,
+        # Keep the frozen earlier stages' outputs per example (float16, in the run directory)
+        # and run those stages only on an example's first draw (training/frozen_cache.py).
+        cache_frozen=False,
     ))
     c.loss = ml_collections.ConfigDict()
     c.loss_options = ml_collections.ConfigDict(dict(gan="vanilla"))

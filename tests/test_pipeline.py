@@ -33,7 +33,8 @@ def _fingerprints(batch):
 
 def test_batch_contents(synthetic_data_dir):
     (compact,), _ = _take(pipeline.make_dataset(synthetic_data_dir, "train", 4, seed=1), 1)
-    assert set(compact) == set(examples.COMPACT_INPUTS)
+    assert set(compact) == set(examples.COMPACT_INPUTS) | set(pipeline.EXAMPLE_KEYS)
+    assert compact["index"].dtype == np.int64 and set(compact["mirrored"]) <= {0, 1}
     for key, (dtype, _) in examples.COMPACT_INPUTS.items():
         assert compact[key].shape == (4, *examples.compact_shape(key, (256, 192))), key
         assert compact[key].dtype == dtype, key

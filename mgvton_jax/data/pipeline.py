@@ -18,9 +18,27 @@ import tensorflow_datasets as tfds
 from mgvton_jax import constants
 from mgvton_jax.data import examples, tfds_builder
 
+# What each example carries besides its compact inputs (`RecordToCompact`).
+EXAMPLE_KEYS = ("index", "mirrored")
+
+
+class WithIndex(grain.transforms.MapWithIndex):
+    """Adds the record's position in its split. (Grain hands a map over a repeated or
+    shuffled dataset indices past the end, position + epoch * size.)"""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def map_with_index(self, index: int, record: dict) -> dict:
+        return {**record, "index": index % self.size}
+
 
 class RecordToCompact(grain.transforms.RandomMap):
-    """Decodes a stored record, resizes it, flips it with some probability, compacts it."""
+    """Decodes a stored record, resizes it, flips it with some probability, compacts it.
+
+    Besides the compact inputs, each example carries "index" (its record's position in the
+    split) and "mirrored" (1 if flipped): what identifies it for the frozen-stage cache.
+    """
 
     def __init__(self, flip_probability: float, image_size: tuple[int, int]):
         self.flip_probability = flip_probability
@@ -28,9 +46,11 @@ class RecordToCompact(grain.transforms.RandomMap):
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         raw = examples.resize_raw(examples.decode_record(record), self.image_size)
-        if rng.random() < self.flip_probability:
+        mirrored = rng.random() < self.flip_probability
+        if mirrored:
             raw = examples.flip_raw(raw)
-        return examples.compact_example(raw)
+        return {**examples.compact_example(raw), "index": np.int64(record["index"]),
+                "mirrored": np.uint8(mirrored)}
 
 
 def data_source(data_dir: str | os.PathLike, split: str):
@@ -69,8 +89,9 @@ def make_dataset(
       workers: grain worker processes (0 = decode in this process).
       drop_remainder: drop a last, smaller batch (keep True for training: one compiled shape).
     Returns:
-      A grain IterDataset of compact batches: dicts keyed as `examples.COMPACT_INPUTS` of
-      (global_batch_size / process_count, ...) arrays.
+      A grain IterDataset of compact batches: dicts keyed as `examples.COMPACT_INPUTS`, plus
+      "index" and "mirrored" (`RecordToCompact`), of (global_batch_size / process_count, ...)
+      arrays.
     """
     if global_batch_size % process_count:
         raise ValueError(
@@ -78,7 +99,8 @@ def make_dataset(
             "processes")
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    dataset = grain.MapDataset.source(data_source(data_dir, split)).seed(seed)
+    source = data_source(data_dir, split)
+    dataset = grain.MapDataset.source(source).map_with_index(WithIndex(len(source))).seed(seed)
     if shuffle:
         dataset = dataset.shuffle()
     dataset = dataset.repeat(num_epochs)

@@ -31,7 +31,9 @@ from mgvton_jax import stages, visualize, xla
 from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
+from mgvton_jax.training import frozen_cache
 from mgvton_jax.training.checkpoint import CheckpointError, StageCheckpoints
+from mgvton_jax.training.frozen_cache import FrozenCache
 
 
 class NonFiniteLossError(RuntimeError):
@@ -246,6 +248,10 @@ class CompiledStage:
     lower_step(state, batch) -> the step lowered for XLA (`jax.stages.Lowered`), to compile
       ahead of time for its cost and memory analysis (benchmarks); the compiled executable is
       called as (state, constants, batch).
+    consumed: the frozen stages' outputs the step consumes (less taught ground truth).
+    frozen_outputs(batch) -> {consumed key: (B, H, W, C)} of a compact batch, for the cache.
+    given_step(state, batch, values) -> `step` with the consumed outputs given, not computed
+      (`frozen_cache`).
     """
 
     stage: stages.Stage
@@ -255,6 +261,9 @@ class CompiledStage:
     to_device: Callable
     constants: tuple
     lower_step: Callable
+    consumed: tuple[str, ...]
+    frozen_outputs: Callable
+    given_step: Callable
 
 
 def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
@@ -285,6 +294,8 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     constants = jax.device_put(
         (frozen_state, perceptual_network(config) if stage.uses_vgg else {}), replicated)
 
+    consumed = tuple(key for key in stage.consumes if key not in taught)
+
     def earlier_outputs(frozen_state, batch):
         """What the stage consumes: the frozen stages' outputs (and taught ground truth)."""
         frozen = nnx.merge(frozen_graphdef, frozen_state)
@@ -294,16 +305,21 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     def expand(compact):
         return examples.model_inputs(compact, tuple(config.data.clothes_labels))
 
-    def train_step(state, constants, compact):
+    def frozen_outputs(constants, compact):
+        values = earlier_outputs(constants[0], expand(compact))
+        return {key: values[key] for key in consumed}
+
+    def train_step(state, constants, compact, given=None):
         batch = expand(compact)
         model = nnx.merge(graphdef, state)
         frozen_state, vgg_params = constants
         perceptual = functools.partial(
             vgg.perceptual_loss, vgg_params,
             imagenet_normalize=config.perceptual.imagenet_normalize) if stage.uses_vgg else None
-        metrics = stage.train_step(model["networks"], model["optimizers"],
-                                   earlier_outputs(frozen_state, batch), batch, config,
-                                   perceptual)
+        values = earlier_outputs(frozen_state, batch) if given is None else \
+            {**{key: batch[source] for key, source in taught.items()}, **given}
+        metrics = stage.train_step(model["networks"], model["optimizers"], values, batch,
+                                   config, perceptual)
         return nnx.state(model), metrics
 
     def sample_fn(state, constants, compact):
@@ -317,6 +333,11 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     step_fn = xla.jit(train_step, platform=platform,
                       in_shardings=(replicated, replicated, data_sharding),
                       out_shardings=(replicated, replicated), donate_argnums=0)
+    given_step_fn = xla.jit(train_step, platform=platform,
+                            in_shardings=(replicated, replicated, data_sharding, data_sharding),
+                            out_shardings=(replicated, replicated), donate_argnums=0)
+    frozen_fn = xla.jit(frozen_outputs, platform=platform,
+                        in_shardings=(replicated, data_sharding), out_shardings=data_sharding)
     samples_fn = xla.jit(sample_fn, platform=platform)
 
     def to_device(batch):
@@ -331,7 +352,50 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
         to_device=to_device,
         constants=constants,
         lower_step=lambda state, batch: step_fn.lower(state, constants, batch),
+        consumed=consumed,
+        frozen_outputs=lambda batch: frozen_fn(constants, batch),
+        given_step=lambda state, batch, values: given_step_fn(state, constants, batch, values),
     )
+
+
+def process_rows(array: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in order, as NumPy (the part of
+    the global batch this process fed in)."""
+    shards = sorted(array.addressable_shards, key=lambda shard: shard.index[0].start or 0)
+    rows, seen = [], set()
+    for shard in shards:
+        start = shard.index[0].start or 0
+        if start not in seen:  # a row block held by several local devices comes back once
+            seen.add(start)
+            rows.append(np.asarray(shard.data))
+    return np.concatenate(rows)
+
+
+def _frozen_cache(config: ml_collections.ConfigDict, compiled: CompiledStage, out_dir: Path,
+                  num_records: int, data_dir: Path) -> FrozenCache | None:
+    """The stage's frozen-stage cache when config.train.cache_frozen and it consumes outputs
+    of frozen stages; None otherwise."""
+    if not config.train.cache_frozen or not compiled.consumed:
+        return None
+    shapes = {key: (*config.image_size, stages.CHANNELS[key]) for key in compiled.consumed}
+    identity = frozen_cache.fingerprint(compiled.constants[0], data_dir,
+                                        tuple(config.image_size),
+                                        tuple(config.data.clothes_labels))
+    return FrozenCache(out_dir / "frozen_cache" / f"process_{jax.process_index()}",
+                       num_records, shapes, identity)
+
+
+def _cached_outputs(cache: FrozenCache, compiled: CompiledStage, host_batch: dict,
+                    batch: dict) -> dict[str, np.ndarray]:
+    """The consumed frozen outputs of this process's examples: stored, or computed and
+    stored (rounded as stored either way)."""
+    index, mirrored = host_batch["index"], host_batch["mirrored"]
+    values = cache.get(index, mirrored)
+    if values is None:
+        computed = compiled.frozen_outputs(batch)
+        values = cache.put(index, mirrored,
+                           {key: process_rows(value) for key, value in computed.items()})
+    return values
 
 
 def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -371,6 +435,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     sample_iterator.close()
     iterator = iter(make_batches(shuffle=True, flip=config.data.flip_probability, epochs=None))
     checkpoints = StageCheckpoints(out_dir / "checkpoints", config.train.keep_checkpoints)
+    cache = _frozen_cache(config, compiled, out_dir, num_examples, data_dir)
     target = nnx.to_pure_dict(state)
     try:
         found = checkpoints.restore_latest(
@@ -389,6 +454,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
         _truncate_metrics(out_dir / "metrics.jsonl", step)
 
     def save(step, state):
+        if cache is not None:
+            cache.flush()
         meta = {"step": step, "total_steps": steps, "stage": stage.name,
                 "config": json.loads(config.to_json_best_effort())}
         pure_state = nnx.to_pure_dict(state)
@@ -411,9 +478,14 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     try:
         with _Preemption() as preemption:
             while step < steps:
-                batch = to_device(next(iterator))
+                host_batch = next(iterator)
+                batch = to_device(host_batch)
                 step_start = time.perf_counter()
-                state, metrics = compiled.step(state, batch)
+                if cache is None:
+                    state, metrics = compiled.step(state, batch)
+                else:
+                    values = _cached_outputs(cache, compiled, host_batch, batch)
+                    state, metrics = compiled.given_step(state, batch, to_device(values))
                 step += 1
                 if step == started + 1:
                     jax.block_until_ready(metrics)
@@ -468,6 +540,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
         checkpoints.close()
         if metrics_file:
             metrics_file.close()
+    if cache is not None:
+        print(f"[{stage.name}] {cache.summary()}", flush=True)
     print(f"[{stage.name}] done: {steps} steps; checkpoints in {out_dir / 'checkpoints'}, "
           f"samples in {out_dir / 'samples'}", flush=True)
     return logged
