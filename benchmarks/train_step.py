@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mgvton_jax import config_lib, constants, stages
+from mgvton_jax import config_lib, constants, distributed, stages
 from mgvton_jax.data import examples
 from mgvton_jax.stages import parsing
 from mgvton_jax.training import loop
@@ -84,10 +84,10 @@ def stage_config(stage: str, size: str, batch: int | None = None,
 
 def random_batch(cfg: ml_collections.ConfigDict, rng: np.random.Generator
                  ) -> dict[str, np.ndarray]:
-    """A random compact batch (`examples.COMPACT_INPUTS`) of the config's batch and size:
-    pictures uniform uint8, masks {0, 1}, parsings uniform over the labels, every joint
-    present at a uniform position."""
-    batch, (height, width) = cfg.train.batch_size, cfg.image_size
+    """This process's share of a random compact batch (`examples.COMPACT_INPUTS`) of the
+    config's batch and size: pictures uniform uint8, masks {0, 1}, parsings uniform over the
+    labels, every joint present at a uniform position."""
+    batch, (height, width) = cfg.train.batch_size // jax.process_count(), cfg.image_size
     draws = {
         "image": lambda shape: rng.integers(0, 256, shape, np.uint8),
         "mask": lambda shape: rng.integers(0, 2, shape, np.uint8),
@@ -171,7 +171,7 @@ def time_jax(cfg: ml_collections.ConfigDict, steps: int) -> JaxResult:
     bad = {k: float(v) for k, v in carry["metrics"].items() if not math.isfinite(float(v))}
     if bad:
         raise FloatingPointError(f"{cfg.stage}: non-finite metrics {bad}")
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     cached_step_times = None
     if compiled.consumed:  # the same step on the frozen stages' outputs, as the cache feeds it
         values = compiled.frozen_outputs(batch)
@@ -190,7 +190,7 @@ def largest_batch(cfg: ml_collections.ConfigDict) -> int | None:
     """The largest global batch whose compiled step fits in the device's memory, from the
     program memory at the config's batch B and at 2B (linear in the batch); None where the
     device reports no memory limit."""
-    limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
     if not limit:
         return None
     sizes = {}
@@ -331,7 +331,14 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's own, one per core)")
     parser.add_argument("--no-torch", action="store_true", help="JAX columns only")
+    distributed.add_arguments(parser)
     args = parser.parse_args()
+    try:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                               args.distributed)
+    except distributed.DistributedError as err:
+        parser.error(str(err))
+    say = print if distributed.is_main() else lambda *_, **__: None
     report = args.device_report
     sizes = (args.sizes or ("full" if report else ",".join(SIZES))).split(",")
     stage_names = args.stages.split(",")
@@ -339,14 +346,14 @@ def main() -> None:
         parser.error(f"unknown sizes or stages: {sorted(unknown)}")
     batch = args.batch or (REPORT_BATCH_SIZE if report else None)
     dtype = args.dtype or ("bfloat16" if report else "float32")
-    use_torch = torch is not None and not args.no_torch
+    use_torch = torch is not None and not args.no_torch and jax.process_count() == 1
     torch_device = "cuda" if use_torch and jax.devices()[0].platform == "gpu" and \
         torch.cuda.is_available() else "cpu"
     if use_torch and args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if use_torch and torch_device == "cpu" and jax.devices()[0].platform != "cpu":
         use_torch = False  # a CPU torch step beside an accelerator's is no comparison
-    print(machine_summary(torch.get_num_threads() if torch else None), flush=True)
+    say(machine_summary(torch.get_num_threads() if torch else None), flush=True)
 
     rows = []
     for size in sizes:
@@ -358,22 +365,23 @@ def main() -> None:
             fits = largest_batch(cfg) if report else None
             torch_s = statistics.median(torch_times) if torch_times else None
             rows.append(table_row(cfg, size, result, torch_s, fits))
-            print(f"done: {stage} {size}: JAX compile {result.compile_s:.1f} s, steps "
-                  f"{format_times(result.step_times)}; torch steps "
-                  f"{format_times(torch_times)}", flush=True)
+            say(f"done: {stage} {size}: JAX compile {result.compile_s:.1f} s, steps "
+                f"{format_times(result.step_times)}; torch steps "
+                f"{format_times(torch_times)}", flush=True)
             jax.clear_caches()
-    print(format_row(HEADER))
-    print(format_row(["---"] * len(HEADER)))
+    say(format_row(HEADER))
+    say(format_row(["---"] * len(HEADER)))
     for row in rows:
-        print(format_row(row))
-    print("- memory: the device's peak bytes in use where it reports them, else the compiled "
-          "program's arguments + outputs + temporaries (XLA memory analysis).")
-    print("- step s, frozen cached: the step given the frozen earlier stages' outputs "
-          "(--config.train.cache_frozen=True, once each example is stored).")
+        say(format_row(row))
+    say("- memory: the device's peak bytes in use where it reports them, else the compiled "
+        "program's arguments + outputs + temporaries (XLA memory analysis).")
+    say("- step s, frozen cached: the step given the frozen earlier stages' outputs "
+        "(--config.train.cache_frozen=True, once each example is stored).")
     if torch is None:
-        print("- torch is not installed: pip install torch==2.13.0 for the PyTorch columns.")
+        say("- torch is not installed: pip install torch==2.13.0 for the PyTorch columns.")
     elif not use_torch:
-        print("- no PyTorch columns: --no-torch, or no torch for this device.")
+        say("- no PyTorch columns: --no-torch, several processes, or no torch for this "
+            "device.")
 
 
 if __name__ == "__main__":

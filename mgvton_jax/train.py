@@ -5,10 +5,11 @@
 
 STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE
 holds that stage's checkpoints, config.json, metrics.jsonl and samples/. Rerunning a command
-resumes it. Multi-host: call with --coordinator_address/--num_processes/--process_id, or
-with --distributed on a TPU pod or under SLURM, where JAX finds the other processes itself
-(see launch/). Without --config.data.data_dir the synthetic data set is written and built
-under W/data before training starts.
+resumes it. Multi-host: call every process with --coordinator_address/--num_processes/
+--process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or with
+--distributed on a TPU pod or under SLURM, where JAX finds the other processes itself (see
+launch/ and `mgvton_jax.distributed`). Without --config.data.data_dir the synthetic data set
+is written and built under W/data before training starts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mgvton_jax import stages
+from mgvton_jax import distributed, stages
 from mgvton_jax.config_lib import VARIANTS
 from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
@@ -35,20 +36,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a mul
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run that JAX detects itself (TPU pods, "
-    "SLURM, Open MPI). Implied under SLURM with more than one task.")
+    "SLURM, Open MPI). Implied under SLURM or Open MPI with more than one task.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the traceback of a user error too.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def initialize_distributed() -> None:
-    """Joins a multi-process run when one is configured; single-process otherwise."""
-    if _COORDINATOR.value:
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    elif _DISTRIBUTED.value or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        jax.distributed.initialize()
-    if jax.process_count() > 1:
-        print(f"process {jax.process_index()} of {jax.process_count()}, "
-              f"{jax.local_device_count()} local devices of {jax.device_count()}", flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -83,7 +73,11 @@ def main(argv: list[str]) -> None:
     if workdir.exists() and not workdir.is_dir():
         raise SystemExit(f"error: --workdir {workdir} is a file; name a directory (new or a "
                          "run's, to resume it)")
-    initialize_distributed()
+    try:
+        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               _DISTRIBUTED.value)
+    except distributed.DistributedError as err:
+        raise SystemExit(f"error: {err}") from None
     config = _CONFIG.value
     configs = ([config.stages[name] for name in stages.PIPELINE if name in config.stages]
                if "stages" in config else [config])

@@ -12,7 +12,7 @@ OpenPose COCO-18 JSON measured on a photo of the person photo's size (else --pos
 
 In Python:
 
-    from mgvton_jax import TryOn
+    from mgvton_jax import distributed, TryOn
     result = TryOn.load("M")(person="P.jpg", person_parsing="P.png", clothes="C.jpg",
                              pose="T_keypoints.json")
     result.image  # (H, W, 3) uint8, the person photo's size
@@ -26,11 +26,12 @@ import os
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from mgvton_jax import constants, inference, visualize
+from mgvton_jax import constants, distributed, inference, visualize
 from mgvton_jax.data import examples, layouts, readers, representation
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
@@ -261,12 +262,14 @@ def write_result(result: TryOnResult, out: str | os.PathLike, intermediates: boo
 
 def _run_pairs(tryon: TryOn, pair_file: str, data_root: str, out_dir: str,
                intermediates: bool) -> int:
-    """Every triplet of an MPV pair list under data_root; bad ones are counted skips."""
+    """Every triplet of an MPV pair list under data_root; bad ones are counted skips. In a
+    multi-process run each process tries on its share of the lines; returns the total."""
     source = layouts.open_source(data_root, pair_file)
-    for bad in source.pair_list.bad_lines:
+    main = distributed.is_main()
+    for bad in source.pair_list.bad_lines if main else ():
         print(f"skipped {bad}", file=sys.stderr)
-    done, failed = 0, len(source.pair_list.bad_lines)
-    for triplet in source.pair_list.triplets:
+    done, failed = 0, 0
+    for triplet in source.pair_list.triplets[jax.process_index()::jax.process_count()]:
         layout, split = source.layout, triplet.split
         try:
             target_photo = layout.find(layouts.PERSON, triplet.target, split)
@@ -285,8 +288,11 @@ def _run_pairs(tryon: TryOn, pair_file: str, data_root: str, out_dir: str,
         except (DataError, OSError) as err:
             failed += 1
             print(f"skipped {triplet.key}: {err}", file=sys.stderr)
-    print(f"wrote {done} try-on results to {out_dir}; skipped {failed}")
-    return done
+    done, failed = distributed.gather_rows(np.array([[done, failed]])).sum(axis=0)
+    failed += len(source.pair_list.bad_lines)
+    if main:
+        print(f"wrote {done} try-on results to {out_dir}; skipped {failed}")
+    return int(done)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -315,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--intermediates", action="store_true",
                         help="also write OUT_parsing, _warped_clothes, _coarse, "
                         "_composition_mask")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
     single = ("person", "person_parsing", "clothes", "pose", "out")
     if args.pairs:
@@ -324,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
                      if getattr(args, name) is None]:
         parser.error(f"missing {' '.join(missing)} (or use --pairs)")
     try:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                               args.distributed)
         if args.pairs:
             if not _run_pairs(TryOn.load(args.model), args.pairs, args.data_root,
                               args.out_dir, args.intermediates):
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"note: {note}", file=sys.stderr)
         result = TryOn.load(args.model)(inputs=inputs)
         written = write_result(result, args.out, args.intermediates)
-    except (DataError, ModelError) as err:
+    except (DataError, ModelError, distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None
     print("wrote " + ", ".join(str(p) for p in written))
 

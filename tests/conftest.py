@@ -1,6 +1,9 @@
 """Test set-up: 4 fake CPU devices (sharding tests) and parsed absl flags (grain workers)."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # 4 fake devices for the sharding tests. No LLVM optimisation: for the tiny test programs it
@@ -8,6 +11,15 @@ from pathlib import Path
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tests compile the same tiny programs many times (each compile_stage is a new jit, and the
+# CLI tests start new processes): a compilation cache shared by the session and its
+# subprocesses compiles each once.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="mgvton_test_compilations_")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax  # noqa: E402
 from absl import flags  # noqa: E402

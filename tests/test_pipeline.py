@@ -110,6 +110,25 @@ def test_process_shards_are_disjoint_and_cover_an_epoch(synthetic_data_dir):
     assert shards[0] | shards[1] == set(everything)
 
 
+def test_processes_share_each_global_batch_with_the_same_flips(synthetic_data_dir):
+    """Process p of n gets global examples p, p + n, ... of every global batch, decoded and
+    flipped as one process does; a stream started at a global example continues it."""
+    def batches(process_index=0, process_count=1, start=0, count=3):
+        dataset = pipeline.make_dataset(synthetic_data_dir, "train", 4, seed=9,
+                                        flip_probability=0.5, process_index=process_index,
+                                        process_count=process_count, start=start)
+        return _take(dataset, count)[0]
+
+    whole = batches()
+    shares = [batches(p, 2) for p in range(2)]
+    for k, batch in enumerate(whole):
+        for p in range(2):
+            for key in batch:
+                np.testing.assert_array_equal(shares[p][k][key], batch[key][p::2], err_msg=key)
+    for key, value in batches(start=8, count=1)[0].items():
+        np.testing.assert_array_equal(value, whole[2][key], err_msg=key)
+
+
 def test_uneven_process_batches_are_refused(synthetic_data_dir):
     with pytest.raises(ValueError, match="does not divide by the 3 processes"):
         pipeline.make_dataset(synthetic_data_dir, "train", 4, process_count=3)

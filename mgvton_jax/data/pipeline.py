@@ -72,6 +72,7 @@ def make_dataset(
     process_count: int = 1,
     workers: int = 0,
     drop_remainder: bool = True,
+    start: int = 0,
 ) -> grain.IterDataset:
     """The batched input stream of this process.
 
@@ -88,6 +89,8 @@ def make_dataset(
         (`jax.process_index()`, `jax.process_count()`).
       workers: grain worker processes (0 = decode in this process).
       drop_remainder: drop a last, smaller batch (keep True for training: one compiled shape).
+      start: the global example the stream starts at (a multiple of global_batch_size: a
+        resumed run whose input position cannot be restored).
     Returns:
       A grain IterDataset of compact batches: dicts keyed as `examples.COMPACT_INPUTS`, plus
       "index" and "mirrored" (`RecordToCompact`), of (global_batch_size / process_count, ...)
@@ -103,9 +106,12 @@ def make_dataset(
     dataset = grain.MapDataset.source(source).map_with_index(WithIndex(len(source))).seed(seed)
     if shuffle:
         dataset = dataset.shuffle()
-    dataset = dataset.repeat(num_epochs)
-    dataset = dataset[process_index::process_count]
-    dataset = dataset.random_map(RecordToCompact(flip_probability, image_size))
+    # Augmentation is seeded by the position in the global stream, before the stream is
+    # resumed at `start` or split between processes: the same examples, flipped alike, for
+    # any process count.
+    dataset = dataset.repeat(num_epochs).random_map(RecordToCompact(flip_probability,
+                                                                    image_size))
+    dataset = dataset[start:][process_index::process_count]
     dataset = dataset.batch(global_batch_size // process_count, drop_remainder=drop_remainder)
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if workers > 0:

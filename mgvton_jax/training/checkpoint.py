@@ -27,6 +27,8 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
+from mgvton_jax import distributed
+
 
 class CheckpointError(RuntimeError):
     """No checkpoint can be used or written; the message says which and what to do."""
@@ -78,6 +80,8 @@ class StageCheckpoints:
     def _seal(self) -> None:
         """Writes the checksums of every complete step that has none (saves are async)."""
         self.manager.wait_until_finished()
+        if not distributed.is_main():  # one writer of the checksums in a multi-process run
+            return
         self._checksums.mkdir(exist_ok=True)
         steps = set(self.manager.all_steps())
         for step in steps:

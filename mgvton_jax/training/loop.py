@@ -27,7 +27,7 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mgvton_jax import stages, visualize, xla
+from mgvton_jax import distributed, stages, visualize, xla
 from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
@@ -409,9 +409,13 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     stage = stages.get(config.stage)
     out_dir = stage_dir(workdir, stage.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    is_main = jax.process_index() == 0
+    is_main = distributed.is_main()
     if is_main:
         (out_dir / "config.json").write_text(config.to_json_best_effort(indent=1))
+
+    def say(message):
+        if is_main:
+            print(f"[{stage.name}] {message}", flush=True)
 
     devices = jax.device_count()
     data_dir = Path(data_dir)
@@ -421,12 +425,12 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     compiled = compile_stage(config, load_frozen(config, workdir))
     state = compiled.state
 
-    def make_batches(shuffle, flip, epochs, split="train"):
+    def make_batches(shuffle, flip, epochs, split="train", start=0):
         return pipeline.make_dataset(
             data_dir, split, config.train.batch_size, seed=config.seed, shuffle=shuffle,
             num_epochs=epochs, flip_probability=flip, image_size=tuple(config.image_size),
             process_index=jax.process_index(), process_count=jax.process_count(),
-            workers=config.data.workers)
+            workers=config.data.workers, start=start)
 
     to_device = compiled.to_device
     sample_iterator = iter(make_batches(shuffle=False, flip=0.0, epochs=1,
@@ -437,19 +441,33 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     checkpoints = StageCheckpoints(out_dir / "checkpoints", config.train.keep_checkpoints)
     cache = _frozen_cache(config, compiled, out_dir, num_examples, data_dir)
     target = nnx.to_pure_dict(state)
+
+    def restore(step):
+        # The input position is per process: it is restored only for the same process count.
+        writers = checkpoints.restore_meta(step).get("process_count", 1)
+        same = writers == jax.process_count()
+        return checkpoints.restore(step, target, iterator if same else None)[0], writers
+
     try:
-        found = checkpoints.restore_latest(
-            lambda step: checkpoints.restore(step, target, iterator)[0], move_damaged=True,
-            report=lambda message: print(f"[{stage.name}] {message}", flush=True))
+        found = checkpoints.restore_latest(restore, move_damaged=True, report=say)
     except CheckpointError:
         iterator.close()
         checkpoints.close()
         raise
     step = 0
     if found is not None:
-        step, restored = found
+        step, (restored, writers) = found
         nnx.replace_by_pure_dict(state, restored)
-        print(f"[{stage.name}] resumed from step {step}", flush=True)
+        say(f"resumed from step {step}")
+        if writers != jax.process_count():
+            # Every process's k-th batch holds its share of the k-th global batch, whatever
+            # the process count: the stream goes on at the same global example.
+            iterator.close()
+            iterator = iter(make_batches(shuffle=True, flip=config.data.flip_probability,
+                                         epochs=None, start=step * config.train.batch_size))
+            say(f"the checkpoint was written by {writers} processes, this run has "
+                f"{jax.process_count()}: the input stream goes on at example "
+                f"{step * config.train.batch_size}")
     if is_main:
         _truncate_metrics(out_dir / "metrics.jsonl", step)
 
@@ -457,13 +475,14 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
         if cache is not None:
             cache.flush()
         meta = {"step": step, "total_steps": steps, "stage": stage.name,
+                "process_count": jax.process_count(),
                 "config": json.loads(config.to_json_best_effort())}
         pure_state = nnx.to_pure_dict(state)
         checkpoints.save(step, pure_state, inference_item(stage, pure_state), iterator, meta)
 
     def write_samples(step, state):
+        pictures = distributed.gather(compiled.samples(state, sample_batch))  # every process
         if is_main:
-            pictures = jax.device_get(compiled.samples(state, sample_batch))
             path = out_dir / "samples" / f"step_{step:07d}.png"
             visualize.save_png(path, visualize.batch_grid(pictures, stage.sample_columns))
 
@@ -472,9 +491,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
     unchecked: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched
     timing_start, started = time.perf_counter(), step  # rates exclude the compiling step
     metrics_file = (out_dir / "metrics.jsonl").open("a") if is_main else None
-    print(f"[{stage.name}] {steps} steps of {config.train.batch_size} images "
-          f"({num_examples} training triplets, {devices} devices), from step {step}",
-          flush=True)
+    say(f"{steps} steps of {config.train.batch_size} images ({num_examples} training "
+        f"triplets, {devices} devices), from step {step}")
     try:
         with _Preemption() as preemption:
             while step < steps:
@@ -489,14 +507,15 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                 step += 1
                 if step == started + 1:
                     jax.block_until_ready(metrics)
-                    print(f"[{stage.name}] first step (compile + run) "
-                          f"{time.perf_counter() - step_start:.1f} s", flush=True)
+                    say(f"first step (compile + run) {time.perf_counter() - step_start:.1f} s")
                     timing_start = time.perf_counter()
                 unchecked.append((step, metrics))
                 last = step == steps
                 due = step % config.train.log_every == 0 or last
-                save_due = step % config.train.checkpoint_every == 0 or last or \
-                    preemption.requested
+                # Processes stop together: a signal counts at the next log step everywhere.
+                stop = preemption.requested if jax.process_count() == 1 else \
+                    due and distributed.agree(preemption.requested)
+                save_due = step % config.train.checkpoint_every == 0 or last or stop
                 if due or save_due:
                     # The only transfer of metrics: every step's since the last one, checked
                     # before anything is logged or saved.
@@ -519,9 +538,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                         eta = (steps - step) * elapsed / timed_steps
                         speed = (f" | {logged['images_per_s']:.1f} img/s | ETA "
                                  f"{_format_seconds(eta)}")
-                    print(f"[{stage.name}] step {step}/{steps} epoch {epoch:.2f} "
-                          + " ".join(f"{k} {v:.4f}" for k, v in means.items()) + speed,
-                          flush=True)
+                    say(f"step {step}/{steps} epoch {epoch:.2f} "
+                        + " ".join(f"{k} {v:.4f}" for k, v in means.items()) + speed)
                     if metrics_file:
                         metrics_file.write(json.dumps(logged) + "\n")
                         metrics_file.flush()
@@ -530,10 +548,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                     save(step, state)
                 if step % config.train.sample_every == 0 or last:
                     write_samples(step, state)
-                if preemption.requested:
+                if stop:
                     checkpoints.wait()
-                    print(f"[{stage.name}] stopped at step {step} by a signal; rerun the same "
-                          "command to resume", flush=True)
+                    say(f"stopped at step {step} by a signal; rerun the same command to resume")
                     raise SystemExit(143)
     finally:
         iterator.close()
@@ -541,7 +558,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
         if metrics_file:
             metrics_file.close()
     if cache is not None:
-        print(f"[{stage.name}] {cache.summary()}", flush=True)
-    print(f"[{stage.name}] done: {steps} steps; checkpoints in {out_dir / 'checkpoints'}, "
-          f"samples in {out_dir / 'samples'}", flush=True)
+        say(cache.summary())
+    say(f"done: {steps} steps; checkpoints in {out_dir / 'checkpoints'}, samples in "
+        f"{out_dir / 'samples'}")
     return logged
