@@ -12,7 +12,7 @@ OpenPose COCO-18 JSON measured on a photo of the person photo's size (else --pos
 
 In Python:
 
-    from mgvton_jax import distributed, TryOn
+    from mgvton_jax import TryOn
     result = TryOn.load("M")(person="P.jpg", person_parsing="P.png", clothes="C.jpg",
                              pose="T_keypoints.json")
     result.image  # (H, W, 3) uint8, the person photo's size
@@ -28,18 +28,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import scipy.ndimage
 from PIL import Image
 
 from mgvton_jax import constants, distributed, inference, visualize
 from mgvton_jax.data import examples, layouts, readers, representation
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
+from mgvton_jax.data.representation import WHITE_LEVEL, clothes_mask_from_white
 from mgvton_jax.export import ModelError
 
-# A clothes pixel is background when every channel is at least this (product photos are shot
-# on white; JPEG noise keeps the background a few levels below 255).
-WHITE_LEVEL = 240
 INTERMEDIATES = ("parsing", "warped_clothes", "coarse", "composition_mask")
 
 
@@ -82,12 +79,6 @@ class Fit:
         """(H, W, 3) uint8 in the frame -> (h, w, 3) uint8 at the source size."""
         content = framed[self.top:self.top + self.rows, self.left:self.left + self.cols]
         return np.asarray(Image.fromarray(content).resize(self.source_hw[::-1], resample))
-
-
-def clothes_mask_from_white(clothes: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 {0, 1}: pixels not near-white, with enclosed holes filled (white prints)."""
-    foreground = np.any(clothes < WHITE_LEVEL, axis=-1)
-    return scipy.ndimage.binary_fill_holes(foreground).astype(np.uint8)
 
 
 def _name(source) -> str:

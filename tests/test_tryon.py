@@ -16,7 +16,7 @@ from real_samples import JDAI, needs_real_samples
 
 import mgvton_jax
 from mgvton_jax import export, stages, tryon, visualize
-from mgvton_jax.data import examples, pipeline, readers
+from mgvton_jax.data import examples, pipeline, readers, representation
 
 PERSON = "1LJ21D005-G11@10=person_half_front"
 CLOTHES = "7SI21D04N-G11@10=cloth_front"
@@ -71,7 +71,7 @@ def test_fit_back_restores_the_photo_size():
 def test_computed_clothes_mask_agrees_with_the_datasets_masks():
     for clothes in sorted((JDAI / "cloth_image").glob("*.jpg")):
         truth = readers.read_mask(JDAI / "cloth_mask" / f"{clothes.stem}_mask.png") > 0
-        mask = tryon.clothes_mask_from_white(readers.read_rgb(clothes)) > 0
+        mask = representation.clothes_mask_from_white(readers.read_rgb(clothes)) > 0
         assert (mask & truth).sum() / (mask | truth).sum() > 0.95, clothes.name
 
 

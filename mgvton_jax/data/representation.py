@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.ndimage
 
 from mgvton_jax import constants
 
@@ -164,6 +165,18 @@ def remove_clothes(
     image = jnp.asarray(image)
     removed = label_mask(parsing, labels) > 0
     return jnp.where(removed, jnp.asarray(fill, image.dtype), image)
+
+
+# A clothes pixel is background when every channel is at least this (product photos are shot
+# on white; JPEG noise keeps the background a few levels below 255).
+WHITE_LEVEL = 240
+
+
+def clothes_mask_from_white(clothes: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 product image -> (H, W) uint8 {0, 1}: pixels not near-white, with
+    enclosed holes filled (white prints on the clothes). NumPy, on the host."""
+    foreground = np.any(clothes < WHITE_LEVEL, axis=-1)
+    return scipy.ndimage.binary_fill_holes(foreground).astype(np.uint8)
 
 
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
