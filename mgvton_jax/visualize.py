@@ -19,11 +19,16 @@ def parsing_to_rgb(labels: np.ndarray) -> np.ndarray:
     return _PALETTE[np.asarray(labels, np.int64)]
 
 
+def hue_colours(count: int) -> np.ndarray:
+    """(count, 3) float RGB in [0, 1]: fully saturated colours of evenly spaced hues."""
+    hues = np.linspace(0.0, 1.0, count, endpoint=False)
+    colours = np.stack([np.abs(((hues * 6 + k) % 6) - 3) - 1 for k in (0, 4, 2)], -1)
+    return np.clip(colours, 0, 1)
+
+
 def pose_to_rgb(heatmaps: np.ndarray) -> np.ndarray:
     """(H, W, 18) pose discs -> (H, W, 3) uint8, one hue per joint on black."""
-    hues = np.linspace(0.0, 1.0, heatmaps.shape[-1], endpoint=False)
-    colours = np.stack([np.abs(((hues * 6 + k) % 6) - 3) - 1 for k in (0, 4, 2)], -1)
-    colours = np.clip(colours, 0, 1)  # hue -> RGB
+    colours = hue_colours(heatmaps.shape[-1])
     rgb = np.einsum("hwj,jc->hwc", np.clip(heatmaps, 0, 1), colours)
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
