@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from real_samples import APP, needs_real_samples
+from real_samples import APP, JDAI, needs_real_samples
 
 from mgvton_jax import constants
 from mgvton_jax.data import readers
@@ -103,6 +103,29 @@ def test_a_colour_rendering_is_named_and_converted_back(valid, tmp_path, palette
     np.testing.assert_array_equal(readers.read_parsing(out), labels)
     with pytest.raises(readers.DataError, match="overwrite the input"):
         converters.write_parsing_ids(rendering, rendering)
+
+
+def test_a_rendering_quantised_to_a_palette_png_is_named_and_converted_back(valid, tmp_path):
+    """A palette PNG whose indices are not label ids (a colour rendering saved through a
+    palette of its own) is caught from its palette's colours."""
+    labels = readers.read_parsing(valid["parsing"])
+    rendering = Image.fromarray(np.asarray(constants.LIP_PALETTE, np.uint8)[labels])
+    quantised = tmp_path / "quantised.png"
+    rendering.quantize(colors=len(np.unique(labels)), method=Image.Quantize.MEDIANCUT,
+                       dither=Image.Dither.NONE).save(quantised)
+    problems = checks.check_parsing(quantised)
+    assert len(problems) == 1 and not problems[0].usable
+    assert problems[0].message.startswith("the palette indices are not label ids: index ")
+    out = tmp_path / "quantised_ids.png"
+    assert problems[0].fix == f"{PREP} parsing-colours {quantised} {out} --palette lip"
+    converters.write_parsing_ids(quantised, out, "lip")
+    np.testing.assert_array_equal(readers.read_parsing(out), labels)
+    # A VITON-style palette PNG (index = label, colours of the LIP map) has no such problem.
+    viton = tmp_path / "viton.png"
+    indexed = Image.fromarray(labels, mode="P")
+    indexed.putpalette(np.asarray(constants.LIP_PALETTE, np.uint8).ravel().tolist())
+    indexed.save(viton)
+    assert checks.check_parsing(viton) == []
 
 
 def test_a_blended_rendering_is_refused(valid, tmp_path):
@@ -245,6 +268,17 @@ def test_make_pairs_writes_a_list_the_builder_reads(synthetic_mpv, tmp_path):
     assert not checks.unusable(checks.check_directory(own))  # notes: the older key
     with pytest.raises(readers.DataError, match="already exists"):
         make_pairs.write_pairs(own)
+
+
+@needs_real_samples
+@pytest.mark.parametrize("name", ["1LJ21D005-G11@10=person_half_front",
+                                  "FIE21D00C-A11@9=person_whole_back"])
+def test_jdai_renderings_convert_to_their_cihp_label_maps(name, tmp_path):
+    rendering = JDAI / "parse_cihp" / f"{name}_vis.png"
+    assert checks.check_parsing(rendering)[0].fix.endswith("--palette lip")
+    assert converters.write_parsing_ids(rendering, tmp_path / "ids.png") == "lip"
+    np.testing.assert_array_equal(readers.read_parsing(tmp_path / "ids.png"),
+                                  readers.read_parsing(JDAI / "parse_cihp" / f"{name}.png"))
 
 
 @needs_real_samples

@@ -121,6 +121,12 @@ def check_parsing(path: str | os.PathLike, photo: str | os.PathLike | None = Non
         return [Problem(name, f"the parsing has mode {image.mode!r}; expected label ids in a "
                               "PNG of mode P or L")]
     labels = np.asarray(image)
+    if image.mode == "P" and (moved := _indices_of_other_colours(image, labels)):
+        return [Problem(name, f"the palette indices are not label ids: index {moved[0]} is "
+                        f"drawn in the {moved[2]} colour of label {moved[1]} (a rendering "
+                        "saved with its own palette)",
+                        f"{PREP} parsing-colours {name} {_derived(name, '_ids.png')} "
+                        f"--palette {moved[2]}")]
     bad = np.unique(labels[labels >= constants.NUM_LABELS])
     if bad.size:
         problems.append(Problem(name, f"label ids {bad.tolist()[:8]} outside 0.."
@@ -130,6 +136,26 @@ def check_parsing(path: str | os.PathLike, photo: str | os.PathLike | None = Non
         problems.append(Problem(name, f"the parsing is {_size(labels.shape)} but the photo "
                                 f"{photo} is {_size(photo_hw)} (W x H); parse that photo"))
     return problems
+
+
+def _indices_of_other_colours(image: Image.Image, labels: np.ndarray
+                              ) -> tuple[int, int, str] | None:
+    """(index, label, palette) where a palette PNG draws an index it uses in a known palette's
+    colour of another label, e.g. a colour rendering quantised to a palette PNG; None when
+    every used index has its own label's colour, or colours of no known palette."""
+    colours = np.asarray(image.getpalette() or [], np.uint8).reshape(-1, 3)
+    used = [int(i) for i in np.unique(labels) if i < len(colours)]
+    worst = None
+    for palette in converters.PALETTES:
+        matches = converters.palette_matches(colours[used][None], palette)[0]
+        moved = [(i, int(m)) for i, m in zip(used, matches, strict=True) if m >= 0 and m != i]
+        if not moved and (matches >= 0).any():
+            return None  # this palette draws every index in its own label's colour
+        if moved and (worst is None or len(moved) > len(worst[1])):
+            worst = (palette, moved)
+    if worst is None or len(worst[1]) < len(used) / 2:
+        return None
+    return (*worst[1][0], worst[0])
 
 
 def check_keypoints(path: str | os.PathLike, photo: str | os.PathLike | None = None,
