@@ -246,32 +246,20 @@ def test_later_stages_train_on_the_inference_weights_of_earlier_ones(trained_pip
         np.testing.assert_array_equal(a, b, err_msg=str(path))
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_data_dir,
-                                                                   tmp_path):
-    common = dict(log_every=10, checkpoint_every=1, sample_every=100)
+@pytest.mark.parametrize("log_every, checkpoint_every, steps", [(10, 1, 5), (100, 4, 8)])
+def test_non_finite_loss_stops_before_saving_and_keeps_the_last_good_checkpoint(
+        synthetic_data_dir, tmp_path, log_every, checkpoint_every, steps):
+    """A NaN from step 3 on stops the run naming step 3, with no checkpoint after step 2:
+    with a save due every step, and with metrics fetched only at the step-4 save."""
+    common = dict(log_every=log_every, checkpoint_every=checkpoint_every, sample_every=100)
     loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path,
                      synthetic_data_dir)
-    poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=5, **common)
+    poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=steps, **common)
     poisoned.loss.geometric = float("nan")
     with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
         loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
     step, state = _final_state(tmp_path, poisoned)
     assert step == 2 and all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state))
-
-
-def test_non_finite_loss_between_saves_is_caught_before_the_next_save(synthetic_data_dir,
-                                                                      tmp_path):
-    """Metrics are fetched only at log and save steps; a NaN at step 3 still stops the run
-    at step 4, before its checkpoint, naming step 3."""
-    common = dict(log_every=100, checkpoint_every=4, sample_every=100)
-    loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=2, **common), tmp_path,
-                     synthetic_data_dir)
-    poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=8, **common)
-    poisoned.loss.geometric = float("nan")
-    with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
-        loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
-    step, _ = _final_state(tmp_path, poisoned)
-    assert step == 2
 
 
 def test_metrics_leave_the_device_only_at_log_and_save_steps(synthetic_data_dir, tmp_path,
