@@ -17,7 +17,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check mgvton_jax tests benchmarks configs
-	$(PY) -m pytest -n 2; status=$$?; \
+	$(PY) -m pytest -n 2 --dist worksteal; status=$$?; \
 	if [ $$status -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$status
 
 clean:
