@@ -88,6 +88,15 @@ def gather(tree):
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
+def local_rows(array: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in order, as NumPy (the share of
+    the global batch that this process fed in). No communication."""
+    rows = {}
+    for shard in array.addressable_shards:  # a row block on several local devices: once
+        rows.setdefault(shard.index[0].start or 0, shard.data)
+    return np.concatenate([np.asarray(rows[start]) for start in sorted(rows)])
+
+
 def gather_rows(rows: np.ndarray) -> np.ndarray:
     """Host arrays (n_p, ...) of each process, of any n_p -> their concatenation in process
     order, on every process. A collective."""

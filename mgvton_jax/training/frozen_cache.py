@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import jax
 import numpy as np
+
+from mgvton_jax import distributed
 
 STORED_DTYPE = np.float16
 
@@ -93,6 +95,18 @@ class FrozenCache:
             stored[key] = rounded.astype(np.float32)
         self.filled[rows, sides] = 1
         return stored
+
+    def outputs(self, batch: Mapping[str, np.ndarray],
+                compute: Callable[[], Mapping[str, jax.Array]]) -> dict[str, np.ndarray]:
+        """The stored outputs of this process's examples of a batch (keyed "index" and
+        "mirrored" as the input pipeline tags them); on a miss, compute() gives the batch's
+        (global, batch-sharded) outputs, which are stored and returned as stored."""
+        index, mirrored = batch["index"], batch["mirrored"]
+        values = self.get(index, mirrored)
+        if values is None:
+            values = self.put(index, mirrored, {key: distributed.local_rows(value)
+                                                for key, value in compute().items()})
+        return values
 
     def flush(self) -> None:
         """Writes the entries to disk, the data before the flags."""

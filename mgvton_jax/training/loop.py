@@ -358,19 +358,6 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     )
 
 
-def process_rows(array: jax.Array) -> np.ndarray:
-    """This process's rows of a batch-sharded global array, in order, as NumPy (the part of
-    the global batch this process fed in)."""
-    shards = sorted(array.addressable_shards, key=lambda shard: shard.index[0].start or 0)
-    rows, seen = [], set()
-    for shard in shards:
-        start = shard.index[0].start or 0
-        if start not in seen:  # a row block held by several local devices comes back once
-            seen.add(start)
-            rows.append(np.asarray(shard.data))
-    return np.concatenate(rows)
-
-
 def _frozen_cache(config: ml_collections.ConfigDict, compiled: CompiledStage, out_dir: Path,
                   num_records: int, data_dir: Path) -> FrozenCache | None:
     """The stage's frozen-stage cache when config.train.cache_frozen and it consumes outputs
@@ -383,19 +370,6 @@ def _frozen_cache(config: ml_collections.ConfigDict, compiled: CompiledStage, ou
                                         tuple(config.data.clothes_labels))
     return FrozenCache(out_dir / "frozen_cache" / f"process_{jax.process_index()}",
                        num_records, shapes, identity)
-
-
-def _cached_outputs(cache: FrozenCache, compiled: CompiledStage, host_batch: dict,
-                    batch: dict) -> dict[str, np.ndarray]:
-    """The consumed frozen outputs of this process's examples: stored, or computed and
-    stored (rounded as stored either way)."""
-    index, mirrored = host_batch["index"], host_batch["mirrored"]
-    values = cache.get(index, mirrored)
-    if values is None:
-        computed = compiled.frozen_outputs(batch)
-        values = cache.put(index, mirrored,
-                           {key: process_rows(value) for key, value in computed.items()})
-    return values
 
 
 def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -502,7 +476,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
                 if cache is None:
                     state, metrics = compiled.step(state, batch)
                 else:
-                    values = _cached_outputs(cache, compiled, host_batch, batch)
+                    values = cache.outputs(
+                        host_batch, functools.partial(compiled.frozen_outputs, batch))
                     state, metrics = compiled.given_step(state, batch, to_device(values))
                 step += 1
                 if step == started + 1:
