@@ -11,7 +11,7 @@ from mgvton_jax.config_lib import base_config
 def get_config(variant: str = "full"):
     c = base_config("gmm", variant)
     c.train.epochs = 35 if variant == "full" else 1
-    c.train.num_steps = 0 if variant == "full" else 300
+    c.train.num_steps = 0 if variant == "full" else 600
     c.loss.geometric = 1.0
     c.loss.grid_tv = 0.0
     c.loss.grid_gic = 0.0

@@ -11,7 +11,7 @@ from mgvton_jax.config_lib import base_config
 def get_config(variant: str = "full"):
     c = base_config("refine", variant)
     c.train.epochs = 5 if variant == "full" else 1
-    c.train.num_steps = 0 if variant == "full" else 100
+    c.train.num_steps = 0 if variant == "full" else 150
     c.loss.perceptual = 10.0
     c.loss.mask = 1.0
     # Not in the paper: at 64x48 and a few hundred steps the pixel term fixes colours
