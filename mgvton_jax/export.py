@@ -17,7 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -36,7 +38,8 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Writes every stage of the pipeline trained in workdir (WORKDIR/STAGE) to out.
 
     The directory appears whole or not at all: it is written under a temporary name and
-    renamed. Returns the manifest.
+    renamed. In a multi-process run every process reads the checkpoints (orbax restores
+    collectively) and process 0 alone writes. Returns the manifest.
     Raises:
       ModelError: out already exists.
       StageMissingError: a stage has no checkpoint in workdir (the message says how to train it).
@@ -46,28 +49,38 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
         raise ModelError(f"{out} exists; choose another --out or remove it")
     loaded = {name: load_inference_networks(name, Path(workdir) / name)
               for name in stages.PIPELINE}
+    first_config = next(iter(loaded.values()))[1]["config"]
+    manifest = {"format": FORMAT, "image_size": first_config["image_size"],
+                "labels": list(constants.LIP_LABELS),
+                "stages": {name: {"step": meta["step"], "total_steps": meta["total_steps"],
+                                  "networks": list(networks)}
+                           for name, (networks, meta) in loaded.items()}}
+    if distributed.is_main():
+        _write_model(out, loaded, manifest)
+    return manifest
+
+
+def _write_model(out: Path, loaded: dict, manifest: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # Process 0 writes alone: its checkpointer must not wait for the other processes.
+    checkpointer = ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()}))
     try:
-        first_config = next(iter(loaded.values()))[1]["config"]
-        manifest = {"format": FORMAT, "stages": {}, "image_size": first_config["image_size"],
-                    "labels": list(constants.LIP_LABELS)}
-        checkpointer = ocp.StandardCheckpointer()
         for name, (networks, meta) in loaded.items():
             config = ml_collections.ConfigDict(meta["config"])
             (partial / name).mkdir()
             (partial / name / "config.json").write_text(config.to_json_best_effort(indent=1))
-            checkpointer.save((partial / name / "weights").absolute(),
-                              nnx.to_pure_dict(nnx.state(networks)))
+            # As host arrays: orbax refuses process-local jax.Arrays in a multi-process run.
+            weights = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(networks)))
+            checkpointer.save((partial / name / "weights").absolute(), weights)
             checkpointer.wait_until_finished()
-            manifest["stages"][name] = {"step": meta["step"], "total_steps": meta["total_steps"],
-                                        "networks": list(networks)}
-        checkpointer.close()
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
         partial.rename(out)
     finally:
+        checkpointer.close()
         shutil.rmtree(partial, ignore_errors=True)
-    return manifest
 
 
 def load_model(path: str | os.PathLike) -> tuple[dict[str, dict[str, nnx.Module]], dict]:
@@ -111,14 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                args.distributed)
-        if not distributed.is_main():  # one process reads the checkpoints and writes the model
-            return
         manifest = export_model(args.workdir, args.out)
     except (ModelError, stages.StageMissingError, CheckpointError,
             distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None
     steps = ", ".join(f"{name} step {entry['step']}" for name, entry in manifest["stages"].items())
-    print(f"wrote {args.out}: {steps}")
+    if distributed.is_main():
+        print(f"wrote {args.out}: {steps}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Two processes on localhost (CPU, 2 devices each), started from the command line as a user
 would, against one process with 4 devices: the same losses, pictures and metrics written once,
-a checkpoint that resumes with another process and device count, the same evaluation."""
+a checkpoint that resumes with another process and device count, the same evaluation, export
+and try-on results."""
 
 import json
 import os
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_training import tiny_config
 
 from mgvton_jax import eval as evaluation
+from mgvton_jax import tryon
 from mgvton_jax.training import loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,3 +135,33 @@ def test_two_process_evaluation_gives_the_one_process_numbers(trained_pipeline,
             assert two["stages"][stage][key] == pytest.approx(value, rel=1e-5), (stage, key)
     assert len(list((out / "images").glob("*.png"))) == one["examples"]
     assert "SSIM" in results[0].stdout and "SSIM" not in results[1].stdout
+
+
+def test_two_process_export_and_tryon_pairs_give_the_one_process_results(
+        trained_pipeline, synthetic_mpv, tmp_path, capsys):
+    model = tmp_path / "model"
+    exported = _processes([sys.executable, "-m", "mgvton_jax.export",
+                           f"--workdir={trained_pipeline[0]}", f"--out={model}"],
+                          flag_style="argparse")
+    assert "wrote" in exported[0].stdout and "wrote" not in exported[1].stdout
+    assert json.loads((model / "manifest.json").read_text())["stages"]
+
+    lines = (synthetic_mpv / "all_poseA_poseB_clothes.txt").read_text().splitlines()
+    pair_list = tmp_path / "pairs.txt"
+    pair_list.write_text("\n".join([*lines[:5], "only two\tcolumns"]) + "\n")
+    tryon.main(["--model", str(model), "--pairs", str(pair_list), "--data-root",
+                str(synthetic_mpv), "--out-dir", str(tmp_path / "one")])
+    assert "wrote 5 try-on results" in capsys.readouterr().out
+    two = _processes([sys.executable, "-m", "mgvton_jax.tryon", f"--model={model}",
+                      f"--pairs={pair_list}", f"--data-root={synthetic_mpv}",
+                      f"--out-dir={tmp_path / 'two'}"], flag_style="argparse")
+    # Five lines over two processes (3 + 2), the bad line counted once, the summary printed once.
+    assert "wrote 5 try-on results" in two[0].stdout and "skipped 1" in two[0].stdout
+    assert "wrote" not in two[1].stdout
+    one_files = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert one_files == sorted(p.name for p in (tmp_path / "two").glob("*.png"))
+    assert len(one_files) == 5
+    for name in one_files:
+        a = np.asarray(Image.open(tmp_path / "one" / name), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "two" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1, name  # uint8 results; float order may move one level
