@@ -61,12 +61,12 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
 
 
 def _write_model(out: Path, loaded: dict, manifest: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     # Process 0 writes alone: its checkpointer must not wait for the other processes.
     checkpointer = ocp.StandardCheckpointer(
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=jax.process_index(), active_processes={jax.process_index()}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, (networks, meta) in loaded.items():
             config = ml_collections.ConfigDict(meta["config"])
