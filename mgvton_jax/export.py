@@ -19,7 +19,6 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -73,7 +72,7 @@ def _write_model(out: Path, loaded: dict, manifest: dict) -> None:
             (partial / name).mkdir()
             (partial / name / "config.json").write_text(config.to_json_best_effort(indent=1))
             # As host arrays: orbax refuses process-local jax.Arrays in a multi-process run.
-            weights = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(networks)))
+            weights = jax.device_get(nnx.to_pure_dict(nnx.state(networks)))
             checkpointer.save((partial / name / "weights").absolute(), weights)
             checkpointer.wait_until_finished()
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -128,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     except (ModelError, stages.StageMissingError, CheckpointError,
             distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None
-    steps = ", ".join(f"{name} step {entry['step']}" for name, entry in manifest["stages"].items())
     if distributed.is_main():
+        steps = ", ".join(f"{name} step {entry['step']}"
+                          for name, entry in manifest["stages"].items())
         print(f"wrote {args.out}: {steps}")
 
 
