@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mgvton_jax import constants, distributed, inference, stages, visualize, xla
+from mgvton_jax.checkpoints import CheckpointError
 from mgvton_jax.data import build, examples, pipeline
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
@@ -39,7 +40,6 @@ from mgvton_jax.metrics import inception, scores
 from mgvton_jax.metrics.lpips import lpips, packaged_params
 from mgvton_jax.metrics.ssim import grayscale_ssim, ssim
 from mgvton_jax.stages.gmm import clothes_region
-from mgvton_jax.training.checkpoint import CheckpointError
 
 MODES = ("paired", "shuffled")
 ROWS = ("model", "copy_reference", "mean_target")

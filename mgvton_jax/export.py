@@ -23,8 +23,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from mgvton_jax import constants, distributed, stages
-from mgvton_jax.training.checkpoint import CheckpointError
-from mgvton_jax.training.loop import load_inference_networks
+from mgvton_jax.checkpoints import CheckpointError, load_inference_networks
 
 FORMAT = "mgvton-jax model 1"
 

@@ -16,13 +16,12 @@ import jax
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import AxisType, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from mgvton_jax import stages, xla
+from mgvton_jax.checkpoints import load_inference_networks, stage_dir
 from mgvton_jax.data import examples
 from mgvton_jax.export import ModelError, load_model
-from mgvton_jax.training.loop import load_inference_networks, stage_dir
+from mgvton_jax.mesh import data_shardings
 
 
 def walk_to(stop_after: str | None = None) -> tuple[str, ...]:
@@ -54,10 +53,7 @@ class Pipeline:
 
     def __post_init__(self):
         self.image_key = stages.get(self.names[-1]).image
-        mesh = jax.make_mesh((len(self.devices),), ("data",), axis_types=(AxisType.Auto,),
-                             devices=self.devices)
-        self._replicated = NamedSharding(mesh, P())
-        self._data = NamedSharding(mesh, P("data"))
+        self._replicated, self._data = data_shardings(self.devices)
         graphdef, state = nnx.split({n: dict(self.networks[n]) for n in self.names})
         self._state = jax.device_put(state, self._replicated)
         names, clothes_labels = self.names, tuple(self.config.data.clothes_labels)

@@ -14,10 +14,9 @@ from flax import nnx
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from mgvton_jax import checkpoints, stages
 from mgvton_jax import eval as evaluation
-from mgvton_jax import stages
 from mgvton_jax.data import examples, pipeline
-from mgvton_jax.training import loop
 
 
 def _skimage_ssim(a, b):
@@ -68,7 +67,7 @@ def test_per_stage_scores_match_the_stages_run_directly(paired_run, trained_pipe
     """Pixel accuracy and warped-mask IoU re-computed from a walk over the grain test stream."""
     _, results = paired_run
     workdir = trained_pipeline[0]
-    networks = {name: loop.load_inference_networks(name, workdir / name)[0]
+    networks = {name: checkpoints.load_inference_networks(name, workdir / name)[0]
                 for name in ("parsing", "gmm")}
     graphdef, state = nnx.split(networks)
     walk = jax.jit(lambda s, b: stages.run_stages(("parsing", "gmm"), nnx.merge(graphdef, s), b))

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mgvton_jax import export, stages
+from mgvton_jax import checkpoints, export, stages
 from mgvton_jax.data import examples, pipeline
-from mgvton_jax.training import loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,7 @@ def test_exported_model_runs_the_trained_pipeline_bit_for_bit(trained_pipeline,
     assert not [p for p in tmp_path.iterdir() if p.name != "model"]  # no partial directory
     model, read_manifest = export.load_model(tmp_path / "model")
     assert read_manifest == manifest
-    trained = {name: loop.load_inference_networks(name, workdir / name)[0]
+    trained = {name: checkpoints.load_inference_networks(name, workdir / name)[0]
                for name in stages.PIPELINE}
     for name in stages.PIPELINE:  # the same networks, the same numbers
         exported = jax.tree.leaves_with_path(nnx.to_pure_dict(nnx.state(model[name])))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from test_training import tiny_config
 
-from mgvton_jax.training import checkpoint, loop
+from mgvton_jax import checkpoints as checkpoint
+from mgvton_jax.training import loop
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = dict(log_every=1, checkpoint_every=2, sample_every=100)
@@ -84,7 +85,7 @@ def test_damage_without_checksums_is_still_caught_by_the_restore(trained_gmm, tm
     workdir = _copy(trained_gmm, tmp_path)
     shutil.rmtree(workdir / "gmm" / "checksums")  # e.g. a run killed before sealing
     _empty_meta(workdir / "gmm" / "checkpoints" / "4")
-    networks, meta = loop.load_inference_networks("gmm", workdir / "gmm")
+    networks, meta = checkpoint.load_inference_networks("gmm", workdir / "gmm")
     assert meta["step"] == 2 and set(networks) == {"gmm"}
 
 
@@ -105,13 +106,33 @@ def test_resume_after_damage_in_place_trains_from_the_good_checkpoint(
     checkpoints.close()
 
 
+def test_an_inference_read_verifies_the_items_it_reads_and_only_those(trained_gmm, tmp_path,
+                                                                     monkeypatch):
+    workdir = _copy(trained_gmm, tmp_path)
+    step_dir = workdir / "gmm" / "checkpoints" / "4"
+    hashed = []
+    real_sha256 = checkpoint._sha256
+    monkeypatch.setattr(checkpoint, "_sha256", lambda path: hashed.append(path) or
+                        real_sha256(path))
+    _overwrite_in_place(step_dir)  # the train state: eval, export and later stages don't read it
+    networks, meta = checkpoint.load_inference_networks("gmm", workdir / "gmm")
+    assert meta["step"] == 4 and set(networks) == {"gmm"}
+    read = {path.relative_to(step_dir).parts[0] for path in hashed}
+    assert read == {"inference", "meta"}
+    # Damage to what it reads is found, and the older step used.
+    inference_file = max((p for p in (step_dir / "inference").rglob("*") if p.is_file()),
+                         key=lambda p: p.stat().st_size)
+    inference_file.write_bytes(inference_file.read_bytes()[:-1000])
+    assert checkpoint.load_inference_networks("gmm", workdir / "gmm")[1]["step"] == 2
+
+
 def test_no_restorable_checkpoint_is_one_error(trained_gmm, tmp_path):
     workdir = _copy(trained_gmm, tmp_path)
     for step in (2, 4):
         _empty_meta(workdir / "gmm" / "checkpoints" / str(step))
     with pytest.raises(checkpoint.CheckpointError,
                        match=r"no checkpoint in .* can be restored: step 4 .*; step 2 .*Move"):
-        loop.load_inference_networks("gmm", workdir / "gmm")
+        checkpoint.load_inference_networks("gmm", workdir / "gmm")
 
 
 def test_a_full_disk_is_one_line_naming_the_good_checkpoint(trained_gmm, tmp_path,

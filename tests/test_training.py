@@ -15,12 +15,11 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from mgvton_jax import stages
+from mgvton_jax import checkpoints, stages
 from mgvton_jax.config_lib import load_config_file
 from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.training import loop
-from mgvton_jax.training.checkpoint import StageCheckpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,12 +184,12 @@ def _metrics(workdir, stage="gmm"):
 
 
 def _final_state(workdir, config):
-    checkpoints = StageCheckpoints(Path(workdir) / config.stage / "checkpoints")
-    step = checkpoints.latest_step()
+    store = checkpoints.StageCheckpoints(Path(workdir) / config.stage / "checkpoints")
+    step = store.latest_step()
     networks, optimizers = loop.build_train_state(config)
     target = nnx.to_pure_dict(nnx.state({"networks": networks, "optimizers": optimizers}))
-    state, meta = checkpoints.restore(step, target)
-    checkpoints.close()
+    state, meta = store.restore(step, target)
+    store.close()
     return step, state
 
 
@@ -228,14 +227,14 @@ def test_later_stages_train_on_the_inference_weights_of_earlier_ones(trained_pip
         assert results[name]["step"] == 2 and np.isfinite(results[name]["g_loss"])
         assert (workdir / name / "samples" / "step_0000002.png").is_file()
     # The checkpoint's inference item is the generator alone (no D, no Adam moments) ...
-    checkpoints = StageCheckpoints(workdir / "parsing" / "checkpoints")
-    on_disk = checkpoints.manager.restore(2, args=ocp.args.Composite(
+    store = checkpoints.StageCheckpoints(workdir / "parsing" / "checkpoints")
+    on_disk = store.manager.restore(2, args=ocp.args.Composite(
         inference=ocp.args.StandardRestore())).inference
-    checkpoints.close()
+    store.close()
     assert set(on_disk) == {"generator"}
     assert set(on_disk["generator"]) == {"encoder", "trunk", "decoder"}
     # ... and what a later stage loads equals what was trained.
-    networks, meta = loop.load_inference_networks("parsing", workdir / "parsing")
+    networks, meta = checkpoints.load_inference_networks("parsing", workdir / "parsing")
     assert set(networks) == {"generator"} and meta["step"] == 2
     _, trained = _final_state(workdir, configs["parsing"])
     loaded = nnx.to_pure_dict(nnx.state(networks["generator"]))

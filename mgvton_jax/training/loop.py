@@ -24,15 +24,19 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.sharding import AxisType, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from mgvton_jax import distributed, stages, visualize, xla
+from mgvton_jax.checkpoints import (
+    CheckpointError,
+    StageCheckpoints,
+    load_inference_networks,
+    stage_dir,
+)
 from mgvton_jax.data import examples, pipeline
+from mgvton_jax.mesh import data_shardings
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
 from mgvton_jax.training import frozen_cache
-from mgvton_jax.training.checkpoint import CheckpointError, StageCheckpoints
 from mgvton_jax.training.frozen_cache import FrozenCache
 
 
@@ -54,48 +58,6 @@ def check_batch(config: ml_collections.ConfigDict, num_examples: int, devices: i
     if batch > num_examples:
         raise ConfigError(f"train.batch_size {batch} is larger than the {num_examples} training "
                           "triplets; lower it or use more data")
-
-
-def stage_dir(workdir: str | Path, stage: str) -> Path:
-    return Path(workdir) / stage
-
-
-def load_inference_networks(name: str, directory: str | Path, variant: str = "VARIANT"
-                            ) -> tuple[dict[str, nnx.Module], dict]:
-    """The inference networks of the stage run in `directory` (WORKDIR/NAME), at its latest
-    checkpoint, rebuilt from its config.json; and that checkpoint's metadata.
-
-    Only the checkpoint's inference item is read (no discriminator, no optimiser state).
-    Raises:
-      StageMissingError: the directory holds no checkpoint; the message names the command
-        that trains the stage (`variant` fills its config suffix).
-    """
-    directory = Path(directory)
-    config_file, checkpoint_dir = directory / "config.json", directory / "checkpoints"
-    checkpoints = StageCheckpoints(checkpoint_dir) if config_file.exists() and \
-        checkpoint_dir.is_dir() else None
-    try:
-        config = ml_collections.ConfigDict(json.loads(config_file.read_text())) \
-            if checkpoints else None
-
-        def restore(step):
-            networks = stages.restored_networks(
-                name, config, stages.get(name).inference,
-                lambda target: checkpoints.restore_inference(step, target))
-            return networks, checkpoints.restore_meta(step)
-
-        found = checkpoints.restore_latest(restore, report=logging.warning) \
-            if checkpoints else None
-        if found is None:
-            raise StageMissingError(
-                f"{directory} has no checkpoint of the {name!r} stage. Train it first: "
-                f"python -m mgvton_jax.train --config configs/{name}.py:{variant} "
-                f"--workdir {directory.parent}")
-        networks, meta = found[1]
-    finally:
-        if checkpoints:
-            checkpoints.close()
-    return networks, meta
 
 
 def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path
@@ -285,9 +247,7 @@ def compile_stage(config: ml_collections.ConfigDict, frozen: dict,
     if config.train.batch_size < 1 or config.train.batch_size % len(devices):
         raise ConfigError(f"train.batch_size {config.train.batch_size}: it must be a positive "
                           f"multiple of the {len(devices)} devices")
-    mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,),
-                         devices=devices)
-    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    replicated, data_sharding = data_shardings(devices)
     networks, optimizers = build_train_state(config)
     graphdef, state = nnx.split({"networks": networks, "optimizers": optimizers})
     frozen_graphdef, frozen_state = nnx.split(dict(frozen))
@@ -423,7 +383,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str | Path,
         return checkpoints.restore(step, target, iterator if same else None)[0], writers
 
     try:
-        found = checkpoints.restore_latest(restore, move_damaged=True, report=say)
+        found = checkpoints.restore_latest(restore, ("state", "data", "meta"), move_damaged=True,
+                                           report=say)
     except CheckpointError:
         iterator.close()
         checkpoints.close()

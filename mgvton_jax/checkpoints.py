@@ -1,15 +1,18 @@
-"""Orbax checkpoints of one stage: train state, inference networks, input position, metadata.
+"""Stage checkpoints on disk: written by training, read by training, evaluation, export and
+try-on's loaders. Nothing here imports the training loop or optax.
 
 On disk: STAGE_DIR/checkpoints/<step>/{state,inference,data,meta}. `state` is everything a
 resumed run needs (networks and optimisers); `inference` holds only the parameters and
 BatchNorm statistics of the stage's inference networks, which is all that later stages,
-evaluation and try-on read. Orbax finalises a step atomically, so a crash (even kill -9)
-mid-save leaves the previous complete step as the latest one.
+evaluation and export read (`load_inference_networks`). Orbax finalises a step atomically, so a
+crash (even kill -9) mid-save leaves the previous complete step as the latest one.
 
 Once a step is complete, the SHA-256 of each of its files goes to STAGE_DIR/checksums/<step>
-.json; restoring checks them, so a checkpoint damaged in place is found before training on
-it. `restore_latest` falls back to the newest step that verifies and restores, and moves
-the damaged ones to STAGE_DIR/damaged_checkpoints/.
+.json. A read verifies the files of the items it reads, and only those (the inference item of
+a stage is a third of its step or less), in one process of a multi-process run, which tells
+the others: a checkpoint damaged in place is found before it is used, at the cost of one more
+read of what is used. `restore_latest` falls back to the newest step that verifies and
+restores, and moves the damaged ones to STAGE_DIR/damaged_checkpoints/ when training asks.
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grain
+import jax
+import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
 
-from mgvton_jax import distributed
+from mgvton_jax import distributed, stages
+
+ITEMS = ("state", "inference", "data", "meta")
 
 
 class CheckpointError(RuntimeError):
@@ -62,7 +71,7 @@ class StageCheckpoints:
     def _open(self) -> None:
         self.manager = ocp.CheckpointManager(
             os.path.abspath(self.directory),
-            item_names=("state", "inference", "data", "meta"),
+            item_names=ITEMS,
             options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True,
                                                  enable_async_checkpointing=True),
         )
@@ -95,8 +104,16 @@ class StageCheckpoints:
             if stale.stem.isdigit() and int(stale.stem) not in steps:
                 stale.unlink()
 
-    def verify(self, step: int) -> str | None:
-        """Why step's files differ from when it was saved, or None (also: never sealed)."""
+    def verify(self, step: int, items: Sequence[str] = ITEMS) -> str | None:
+        """Why the files of step's `items` differ from when it was saved, or None (also: never
+        sealed). The files of other items are not read. A collective in a multi-process run:
+        the main process reads, and every process gets its answer."""
+        reason = self._verify_here(step, items) if distributed.is_main() else None
+        if jax.process_count() > 1 and distributed.agree(reason is not None):
+            return reason or "files changed since the save (found by process 0)"
+        return reason
+
+    def _verify_here(self, step: int, items: Sequence[str]) -> str | None:
         sums_file = self._checksums / f"{step}.json"
         if not sums_file.exists():
             return None
@@ -104,6 +121,8 @@ class StageCheckpoints:
             expected = json.loads(sums_file.read_text())
         except ValueError:
             return None
+        expected = {name: digest for name, digest in expected.items()
+                    if name.split("/", 1)[0] in items}
         files = self._files(step)
         missing = sorted(set(expected) - set(files))
         if missing:
@@ -162,10 +181,11 @@ class StageCheckpoints:
             raise ValueError("its meta item is empty or not a checkpoint's")
         return meta
 
-    def restore_latest(self, restore: Callable[[int], Any], move_damaged: bool = False,
-                       report: Callable[[str], None] = print) -> tuple[int, Any] | None:
-        """(step, restore(step)) of the newest step that verifies and restores; None when
-        there is no checkpoint.
+    def restore_latest(self, restore: Callable[[int], Any], items: Sequence[str] = ITEMS,
+                       move_damaged: bool = False, report: Callable[[str], None] = print
+                       ) -> tuple[int, Any] | None:
+        """(step, restore(step)) of the newest step whose `items` (those restore reads)
+        verify and restore; None when there is no checkpoint.
 
         Each step skipped is reported with the reason; with move_damaged it is moved out of
         the way (to STAGE_DIR/damaged_checkpoints/) so training can write that step again.
@@ -174,7 +194,7 @@ class StageCheckpoints:
         """
         reasons = []
         for step in sorted(self.manager.all_steps(), reverse=True):
-            reason = self.verify(step)
+            reason = self.verify(step, items)
             if reason is None:
                 try:
                     return step, restore(step)
@@ -217,3 +237,46 @@ class StageCheckpoints:
             self.wait()
         finally:
             self.manager.close()
+
+
+def stage_dir(workdir: str | Path, stage: str) -> Path:
+    """Where a workdir keeps one stage's run: WORKDIR/STAGE."""
+    return Path(workdir) / stage
+
+
+def load_inference_networks(name: str, directory: str | Path, variant: str = "VARIANT"
+                            ) -> tuple[dict[str, nnx.Module], dict]:
+    """The inference networks of the stage run in `directory` (WORKDIR/NAME), at its latest
+    checkpoint, rebuilt from its config.json; and that checkpoint's metadata.
+
+    Only the checkpoint's inference and meta items are read and verified (no discriminator,
+    no optimiser state).
+    Raises:
+      StageMissingError: the directory holds no checkpoint; the message names the command
+        that trains the stage (`variant` fills its config suffix).
+    """
+    directory = Path(directory)
+    config_file, checkpoint_dir = directory / "config.json", directory / "checkpoints"
+    if not (config_file.exists() and checkpoint_dir.is_dir()):
+        found = None
+    else:
+        config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+        checkpoints = StageCheckpoints(checkpoint_dir)
+
+        def restore(step):
+            networks = stages.restored_networks(
+                name, config, stages.get(name).inference,
+                lambda target: checkpoints.restore_inference(step, target))
+            return networks, checkpoints.restore_meta(step)
+
+        try:
+            found = checkpoints.restore_latest(restore, ("inference", "meta"),
+                                               report=logging.warning)
+        finally:
+            checkpoints.close()
+    if found is None:
+        raise stages.StageMissingError(
+            f"{directory} has no checkpoint of the {name!r} stage. Train it first: "
+            f"python -m mgvton_jax.train --config configs/{name}.py:{variant} "
+            f"--workdir {directory.parent}")
+    return found[1]
