@@ -18,7 +18,8 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m ruff check mgvton_jax tests benchmarks configs
 	$(PY) -m pytest -n 2 --dist worksteal; status=$$?; \
-	if [ $$status -eq 5 ]; then echo 'pytest: no tests collected'; exit 0; fi; exit $$status
+	if [ $$status -eq 5 ]; then echo 'error: pytest collected no tests (exit 5)' >&2; fi; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) runs

@@ -30,8 +30,8 @@ if ! [[ "$nodes" =~ ^[1-9][0-9]*$ && "$rank" =~ ^[0-9]+$ ]] || [ "$rank" -ge "$n
   exit 2
 fi
 command=(python -m mgvton_jax.train --config "$config" --workdir "$workdir"
-         "--config.data.data_dir=$data_dir" --coordinator_address "$coordinator"
-         --num_processes "$nodes" --process_id "$rank" "$@")
+         "--config.data.data_dir=$data_dir" --coordinator-address "$coordinator"
+         --num-processes "$nodes" --process-id "$rank" "$@")
 printf '+'
 printf ' %q' "${command[@]}"
 printf '\n'

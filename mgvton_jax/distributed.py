@@ -30,12 +30,16 @@ class DistributedError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The multi-process flags of an argparse command (eval, export, try-on, benchmarks)."""
+    """The multi-process flags of an argparse command (eval, export, try-on, benchmarks),
+    spelt as train spells them: --coordinator-address etc., the underscore forms aliases."""
     group = parser.add_argument_group(
         "multi-process", "join a run of several processes (default: one process)")
-    group.add_argument("--coordinator-address", help="host:port of process 0")
-    group.add_argument("--num-processes", type=int, help="processes in the run")
-    group.add_argument("--process-id", type=int, help="this process's index, 0 .. N-1")
+    group.add_argument("--coordinator-address", "--coordinator_address",
+                       help="host:port of process 0")
+    group.add_argument("--num-processes", "--num_processes", type=int,
+                       help="processes in the run")
+    group.add_argument("--process-id", "--process_id", type=int,
+                       help="this process's index, 0 .. N-1")
     group.add_argument("--distributed", action="store_true",
                        help="let JAX find the other processes (TPU pods, SLURM, Open MPI)")
 

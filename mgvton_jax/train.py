@@ -5,8 +5,8 @@
 
 STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE
 holds that stage's checkpoints, config.json, metrics.jsonl and samples/. Rerunning a command
-resumes it. Multi-host: call every process with --coordinator_address/--num_processes/
---process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or with
+resumes it. Multi-host: call every process with --coordinator-address/--num-processes/
+--process-id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or with
 --distributed on a TPU pod or under SLURM, where JAX finds the other processes itself (see
 launch/ and `mgvton_jax.distributed`). Without --config.data.data_dir the synthetic data set
 is written and built under W/data before training starts.
@@ -22,18 +22,23 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mgvton_jax import distributed, stages
+from mgvton_jax.checkpoints import CheckpointError
 from mgvton_jax.config_lib import VARIANTS
 from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
-from mgvton_jax.training.checkpoint import CheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file: configs/STAGE.py[:variant].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+# Spelt as the argparse commands spell them (`distributed.add_arguments`), the underscore forms
+# kept as aliases.
+_COORDINATOR = flags.DEFINE_string("coordinator-address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num-processes", None, "Processes in a multi-host run.")
+_PROCESS_ID = flags.DEFINE_integer("process-id", None, "This process's index.")
+flags.DEFINE_alias("coordinator_address", "coordinator-address")
+flags.DEFINE_alias("num_processes", "num-processes")
+flags.DEFINE_alias("process_id", "process-id")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run that JAX detects itself (TPU pods, "
     "SLURM, Open MPI). Implied under SLURM or Open MPI with more than one task.")

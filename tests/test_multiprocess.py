@@ -39,14 +39,13 @@ def _env(devices: int | None) -> dict:
     return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
 
 
-def _processes(command: list[str], count: int = 2, devices: int = 2, timeout: int = 300,
-               flag_style: str = "absl") -> list[subprocess.CompletedProcess]:
+def _processes(command: list[str], count: int = 2, devices: int = 2,
+               timeout: int = 300) -> list[subprocess.CompletedProcess]:
     """Runs `command` as `count` processes of one run on localhost; their results."""
     address = f"127.0.0.1:{_free_port()}"
-    names = ("--coordinator_address", "--num_processes", "--process_id") \
-        if flag_style == "absl" else ("--coordinator-address", "--num-processes", "--process-id")
     running = [subprocess.Popen(
-        [*command, f"{names[0]}={address}", f"{names[1]}={count}", f"{names[2]}={index}"],
+        [*command, f"--coordinator-address={address}", f"--num-processes={count}",
+         f"--process-id={index}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(devices), cwd=ROOT)
         for index in range(count)]
     results = []
@@ -124,7 +123,7 @@ def test_two_process_evaluation_gives_the_one_process_numbers(trained_pipeline,
     out = tmp_path / "two"
     results = _processes([sys.executable, "-m", "mgvton_jax.eval", f"--workdir={workdir}",
                           f"--out={out}", f"--data-dir={synthetic_data_dir}",
-                          "--batch-size=4", "--skip-inception"], flag_style="argparse")
+                          "--batch-size=4", "--skip-inception"])
     two = json.loads((out / "results.json").read_text())
     assert two["examples"] == one["examples"] and two["settings"]["processes"] == 2
     for row, scores in one["rows"].items():
@@ -141,8 +140,7 @@ def test_two_process_export_and_tryon_pairs_give_the_one_process_results(
         trained_pipeline, synthetic_mpv, tmp_path, capsys):
     model = tmp_path / "model"
     exported = _processes([sys.executable, "-m", "mgvton_jax.export",
-                           f"--workdir={trained_pipeline[0]}", f"--out={model}"],
-                          flag_style="argparse")
+                           f"--workdir={trained_pipeline[0]}", f"--out={model}"])
     assert "wrote" in exported[0].stdout and "wrote" not in exported[1].stdout
     assert json.loads((model / "manifest.json").read_text())["stages"]
 
@@ -154,7 +152,7 @@ def test_two_process_export_and_tryon_pairs_give_the_one_process_results(
     assert "wrote 5 try-on results" in capsys.readouterr().out
     two = _processes([sys.executable, "-m", "mgvton_jax.tryon", f"--model={model}",
                       f"--pairs={pair_list}", f"--data-root={synthetic_mpv}",
-                      f"--out-dir={tmp_path / 'two'}"], flag_style="argparse")
+                      f"--out-dir={tmp_path / 'two'}"])
     # Five lines over two processes (3 + 2), the bad line counted once, the summary printed once.
     assert "wrote 5 try-on results" in two[0].stdout and "skipped 1" in two[0].stdout
     assert "wrote" not in two[1].stdout

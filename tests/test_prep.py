@@ -16,6 +16,7 @@ from real_samples import APP, JDAI, needs_real_samples
 from mgvton_jax import constants
 from mgvton_jax.data import readers
 from mgvton_jax.data.build import build_dataset
+from mgvton_jax.prep import __main__ as prep_cli
 from mgvton_jax.prep import checks, converters, make_pairs
 from mgvton_jax.prep.checks import PREP, Problem
 
@@ -293,18 +294,25 @@ def test_the_real_colour_rendering_converts_to_the_apps_label_map(tmp_path):
                                                        "000010_0.png"))
 
 
+def test_check_names_the_person_parsing_as_tryon_does(valid, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        prep_cli.main(["check", "--person", str(valid["photo"])])
+    assert exit_info.value.code == 2
+    assert "--person and --person-parsing go together" in capsys.readouterr().err
+
+
 def test_the_command_line_exits_1_on_an_unusable_input(valid, tmp_path):
     def prep(*args):
         return subprocess.run([sys.executable, "-m", "mgvton_jax.prep", *map(str, args)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
 
-    ok = prep("check", "--person", valid["photo"], "--parsing", valid["parsing"],
+    ok = prep("check", "--person", valid["photo"], "--person-parsing", valid["parsing"],
               "--keypoints", valid["keypoints"], "--clothes", valid["clothes"])
     assert ok.returncode == 0 and ok.stdout.strip() == "no problems found"
     rendering = tmp_path / "r.png"
     Image.fromarray(np.asarray(constants.LIP_PALETTE, np.uint8)[
         readers.read_parsing(valid["parsing"])]).save(rendering)
-    bad = prep("check", "--person", valid["photo"], "--parsing", rendering)
+    bad = prep("check", "--person", valid["photo"], "--parsing", rendering)  # the old alias
     assert bad.returncode == 1 and bad.stdout.splitlines()[-1] == "1 unusable, 0 notes"
     assert f"fix: {PREP} parsing-colours {rendering}" in bad.stdout
     fixed = prep("parsing-colours", rendering, tmp_path / "fixed.png")

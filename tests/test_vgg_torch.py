@@ -1,12 +1,10 @@
-"""The VGG19 converter and features against PyTorch (skipped where torch is not installed)."""
+"""The VGG19 converter and features against PyTorch (torch is in the test extra)."""
 
 import numpy as np
-import pytest
+import torch
 
 from mgvton_jax.models import vgg
 from mgvton_jax.tools import convert_vgg19
-
-torch = pytest.importorskip("torch")
 
 
 def _torchvision_features(generator):

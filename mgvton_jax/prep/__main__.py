@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="report every problem of try-on inputs (exit 1 if one is unusable)")
     check.add_argument("--person", help="person photo")
-    check.add_argument("--parsing", help="its parsing (label-id PNG)")
+    check.add_argument("--person-parsing", "--parsing",  # try-on's name; the old one an alias
+                       help="its parsing (label-id PNG)")
     check.add_argument("--keypoints", help="an OpenPose keypoint JSON of the photo")
     check.add_argument("--clothes", help="product image")
     check.add_argument("--clothes-mask", help="its mask (default: computed from white)")
@@ -64,12 +65,13 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         problems = checks.check_directory(args.dir, args.pair_list)
     else:
         if not (args.person or args.clothes or args.keypoints):
-            parser.error("check needs --dir, or --person/--parsing, --keypoints, --clothes")
-        if bool(args.person) != bool(args.parsing):
-            parser.error("--person and --parsing go together")
+            parser.error(
+                "check needs --dir, or --person/--person-parsing, --keypoints, --clothes")
+        if bool(args.person) != bool(args.person_parsing):
+            parser.error("--person and --person-parsing go together")
         problems = []
         if args.person:
-            problems += checks.check_person(args.person, args.parsing, args.keypoints)
+            problems += checks.check_person(args.person, args.person_parsing, args.keypoints)
         elif args.keypoints:
             problems += checks.check_keypoints(args.keypoints)
         if args.clothes:

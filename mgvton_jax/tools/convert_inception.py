@@ -2,7 +2,7 @@
 
     python -m mgvton_jax.tools.convert_inception --torch-weights FILE.pth --out inception.npz
 
-Nothing is downloaded: fetch the file yourself (see `inception.missing_weights_message`).
+Nothing is downloaded: fetch the file yourself (see `inception_weights.missing_weights_message`).
 torch is needed for this one-off conversion only; evaluation reads the .npz without it.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgvton_jax.metrics import inception
+from mgvton_jax.metrics import inception, inception_weights
 
 
 def convert_arrays(arrays: Mapping[str, np.ndarray], source: str = "state dict"
@@ -29,9 +29,9 @@ def convert_arrays(arrays: Mapping[str, np.ndarray], source: str = "state dict"
     expected = inception.expected_arrays()
     for key, shape in expected.items():
         if key not in arrays:
-            raise inception.WeightsError(f"{source}: lacks {key}")
+            raise inception_weights.WeightsError(f"{source}: lacks {key}")
         if tuple(arrays[key].shape) != shape:
-            raise inception.WeightsError(
+            raise inception_weights.WeightsError(
                 f"{source}: {key} has shape {tuple(arrays[key].shape)}, expected {shape}")
     return {key: np.asarray(arrays[key], np.float32) for key in expected}
 
@@ -49,12 +49,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mgvton_jax.tools.convert_inception",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch-weights", required=True,
-                        help=f"pytorch-fid's {inception.WEIGHTS_FILE}")
+                        help=f"pytorch-fid's {inception_weights.WEIGHTS_FILE}")
     parser.add_argument("--out", required=True, help="the .npz to write")
     args = parser.parse_args(argv)
     try:
-        arrays = convert_arrays(inception.read_arrays(args.torch_weights), args.torch_weights)
-    except inception.WeightsError as err:
+        arrays = convert_arrays(inception_weights.read_arrays(args.torch_weights),
+                                args.torch_weights)
+    except inception_weights.WeightsError as err:
         raise SystemExit(f"error: {err}") from None
     write_npz(arrays, args.out)
     print(f"wrote {args.out}: {len(arrays)} arrays")
