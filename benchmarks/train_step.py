@@ -5,7 +5,7 @@
                                     [--torch-threads T] [--no-torch]
     python benchmarks/train_step.py --device-report     # full size, batch 40, bfloat16
 
-For each size and stage: `mgvton_jax.training.loop.compile_stage` with untrained frozen earlier
+For each size and stage: `mgvton_jax.training.step.compile_stage` with untrained frozen earlier
 stages, on a random compact batch (`examples.COMPACT_INPUTS`, expanded in the step), compiled
 ahead of time (the compile time; XLA's cost analysis gives the FLOPs of one step, its memory
 analysis the program's device memory), one untimed step, then the median of --steps timed
@@ -45,7 +45,7 @@ from flax import nnx
 from mgvton_jax import config_lib, constants, distributed, stages
 from mgvton_jax.data import examples
 from mgvton_jax.stages import parsing
-from mgvton_jax.training import loop
+from mgvton_jax.training.step import compile_stage
 
 try:
     import torch
@@ -144,7 +144,7 @@ def _compiled(cfg: ml_collections.ConfigDict):
     frozen = {name: stages.build_networks(name, cfg, nnx.Rngs(0),
                                           only=stages.get(name).inference)
               for name in stages.required_stages(cfg.stage, cfg)}
-    compiled = loop.compile_stage(cfg, frozen)
+    compiled = compile_stage(cfg, frozen)
     return compiled, compiled.to_device(random_batch(cfg, np.random.default_rng(cfg.seed)))
 
 

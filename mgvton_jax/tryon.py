@@ -24,146 +24,27 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from PIL import Image
 
-from mgvton_jax import constants, distributed, inference, visualize
-from mgvton_jax.data import examples, layouts, readers, representation
+from mgvton_jax import distributed, inference
+from mgvton_jax.data import layouts
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
-from mgvton_jax.data.representation import WHITE_LEVEL, clothes_mask_from_white
 from mgvton_jax.export import ModelError
-
-INTERMEDIATES = ("parsing", "warped_clothes", "coarse", "composition_mask")
-
-
-@dataclasses.dataclass(frozen=True)
-class Fit:
-    """Where a (height, width) picture lands in the model's frame: resized to (rows, cols)
-    and placed at (top, left); the rest is padding."""
-
-    source_hw: tuple[int, int]
-    frame_hw: tuple[int, int]
-    rows: int
-    cols: int
-    top: int
-    left: int
-
-    @classmethod
-    def of(cls, source_hw: tuple[int, int], frame_hw: tuple[int, int]) -> Fit:
-        scale = min(frame_hw[0] / source_hw[0], frame_hw[1] / source_hw[1])
-        rows = min(frame_hw[0], max(1, round(source_hw[0] * scale)))
-        cols = min(frame_hw[1], max(1, round(source_hw[1] * scale)))
-        return cls(tuple(source_hw), tuple(frame_hw), rows, cols, (frame_hw[0] - rows) // 2,
-                   (frame_hw[1] - cols) // 2)
-
-    def image(self, array: np.ndarray, fill: int, resample: int) -> np.ndarray:
-        """(h, w[, 3]) uint8 -> (H, W[, 3]) uint8 in the frame."""
-        resized = np.asarray(Image.fromarray(array).resize((self.cols, self.rows), resample))
-        framed = np.full((*self.frame_hw, *array.shape[2:]), fill, array.dtype)
-        framed[self.top:self.top + self.rows, self.left:self.left + self.cols] = resized
-        return framed
-
-    def keypoints(self, keypoints: np.ndarray) -> np.ndarray:
-        """(18, 3) keypoints of the source picture -> the frame's pixels (centre to centre)."""
-        visible = keypoints[:, 2:] > 0
-        scale = np.array([self.cols / self.source_hw[1], self.rows / self.source_hw[0]])
-        moved = (keypoints[:, :2] + 0.5) * scale - 0.5 + np.array([self.left, self.top])
-        return np.where(visible, np.concatenate([moved, keypoints[:, 2:]], axis=1),
-                        0.0).astype(np.float32)
-
-    def back(self, framed: np.ndarray, resample: int) -> np.ndarray:
-        """(H, W, 3) uint8 in the frame -> (h, w, 3) uint8 at the source size."""
-        content = framed[self.top:self.top + self.rows, self.left:self.left + self.cols]
-        return np.asarray(Image.fromarray(content).resize(self.source_hw[::-1], resample))
-
-
-def _name(source) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else "the given array"
-
-
-def _photo(source) -> np.ndarray:
-    if isinstance(source, (str, os.PathLike)):
-        return readers.read_rgb(source)
-    array = np.asarray(source)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
-        raise DataError(f"a photo array must be (H, W, 3) uint8, got {array.shape} "
-                        f"{array.dtype}")
-    return array
-
-
-@dataclasses.dataclass
-class TryOnInputs:
-    """One try-on's inputs, read and checked: photo (h, w, 3) uint8, parsing (h, w) uint8
-    label ids, clothes (h', w', 3) uint8, clothes_mask (h', w') uint8 {0, 1}, keypoints
-    (18, 3) float32 measured on a (pose_size) photo; notes: choices made for the user."""
-
-    photo: np.ndarray
-    parsing: np.ndarray
-    clothes: np.ndarray
-    clothes_mask: np.ndarray
-    keypoints: np.ndarray
-    pose_size: tuple[int, int]
-    notes: list[str]
-
-
-def read_inputs(person, person_parsing, clothes, pose, clothes_mask=None,
-                pose_size: tuple[int, int] | None = None) -> TryOnInputs:
-    """Reads and checks one try-on's inputs (see `TryOn.__call__` for the arguments).
-
-    Raises:
-      DataError: an input that cannot be used; the message names it and says why.
-    """
-    notes = []
-    photo = _photo(person)
-    parsing = readers.read_parsing(person_parsing) if isinstance(
-        person_parsing, (str, os.PathLike)) else np.asarray(person_parsing)
-    if parsing.shape != photo.shape[:2]:
-        raise DataError(f"{_name(person_parsing)}: parsing is {parsing.shape[1]}x"
-                        f"{parsing.shape[0]} but the person photo {_name(person)} is "
-                        f"{photo.shape[1]}x{photo.shape[0]} (W x H); parse that photo")
-    if parsing.min(initial=0) < 0 or parsing.max(initial=0) >= constants.NUM_LABELS:
-        raise DataError(f"{_name(person_parsing)}: label ids outside 0.."
-                        f"{constants.NUM_LABELS - 1}")
-    product = _photo(clothes)
-    if clothes_mask is None:
-        mask = clothes_mask_from_white(product)
-        notes.append(f"clothes mask computed from the near-white background of "
-                     f"{_name(clothes)} (channels >= {WHITE_LEVEL} are background); "
-                     "pass a clothes mask to use your own")
-    else:
-        mask = readers.read_mask(clothes_mask) if isinstance(
-            clothes_mask, (str, os.PathLike)) else (np.asarray(clothes_mask) > 0)
-        if mask.shape != product.shape[:2]:
-            raise DataError(f"{_name(clothes_mask)}: mask is {mask.shape[1]}x"
-                            f"{mask.shape[0]}, the clothes image {product.shape[1]}x"
-                            f"{product.shape[0]}")
-    if not mask.any():
-        raise DataError(f"{_name(clothes if clothes_mask is None else clothes_mask)}: "
-                        "the clothes mask is empty (no clothes pixels)")
-    if isinstance(pose, (str, os.PathLike)):
-        read = readers.read_keypoints(pose)
-        if read.people == 0:
-            raise DataError(f"{pose}: no person in this keypoint file")
-        keypoints = read.keypoints
-    else:
-        keypoints = np.asarray(pose, np.float32)
-        if keypoints.shape != (constants.NUM_KEYPOINTS, 3):
-            raise DataError(f"a pose array must be ({constants.NUM_KEYPOINTS}, 3), got "
-                            f"{keypoints.shape}")
-        keypoints = representation.clean_keypoints(keypoints)
-    return TryOnInputs(photo, parsing.astype(np.uint8), product, mask.astype(np.uint8),
-                       keypoints, tuple(pose_size) if pose_size else photo.shape[:2], notes)
+from mgvton_jax.tryon_inputs import TryOnInputs, framed_example, read_inputs
 
 
 @dataclasses.dataclass
 class TryOnResult:
-    """image: (h, w, 3) uint8 at the person photo's size; intermediates: the synthesized
-    parsing, warped clothes, coarse result and composition mask, pictured at that size;
-    notes: choices made for the user (e.g. a computed clothes mask)."""
+    """image: (h, w, 3) uint8 at the person photo's size; intermediates: the outputs the
+    stages declare (`Stage.intermediates`: parsing, warped clothes, coarse result, composition
+    mask), pictured at that size; notes: choices made for the user (e.g. a computed clothes
+    mask)."""
 
     image: np.ndarray
     intermediates: dict[str, np.ndarray]
@@ -171,15 +52,21 @@ class TryOnResult:
 
 
 class TryOn:
-    """A trained pipeline that dresses people: `TryOn.load(model_dir)(person=..., ...)`."""
+    """A trained pipeline that dresses people: `TryOn.load(model_dir)(person=..., ...)`.
 
-    def __init__(self, model: inference.Pipeline):
+    batch_size: examples per walk of `dress` (rounded up to a multiple of the devices).
+    """
+
+    def __init__(self, model: inference.Pipeline, batch_size: int = 8):
         self.model = model
+        self.batch_size = inference.round_up(batch_size, model.batch_multiple)
+        self.intermediates = tuple(key for key in model.columns("intermediates")
+                                   if key != model.image_key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> TryOn:
+    def load(cls, path: str | os.PathLike, batch_size: int = 8) -> TryOn:
         """Raises ModelError when path is not a model directory (the message says why)."""
-        return cls(inference.load_model_dir(path))
+        return cls(inference.load_model_dir(path), batch_size)
 
     def __call__(self, person=None, person_parsing=None, clothes=None, pose=None,
                  clothes_mask=None, pose_size: tuple[int, int] | None = None, *,
@@ -200,27 +87,26 @@ class TryOn:
         """
         if inputs is None:
             inputs = read_inputs(person, person_parsing, clothes, pose, clothes_mask, pose_size)
-        frame = self.model.image_size
-        person_fit = Fit.of(inputs.photo.shape[:2], frame)
-        clothes_fit = Fit.of(inputs.clothes.shape[:2], frame)
-        raw = {"reference_image": person_fit.image(inputs.photo, 255, Image.BILINEAR),
-               "reference_parsing": person_fit.image(inputs.parsing, 0, Image.NEAREST),
-               "clothes": clothes_fit.image(inputs.clothes, 255, Image.BILINEAR),
-               "clothes_mask": clothes_fit.image(inputs.clothes_mask, 0, Image.NEAREST),
-               "target_keypoints": Fit.of(inputs.pose_size, frame).keypoints(inputs.keypoints)}
-        # Inference never reads the ground-truth entries: placeholders fill them.
-        compact = examples.compact_example({**raw, "target_image": raw["reference_image"],
-                                            "target_parsing": raw["reference_parsing"]})
-        batch = {key: np.repeat(value[None], self.model.batch_multiple, axis=0)
-                 for key, value in compact.items()}
-        values = self.model(batch)
-        image = person_fit.back(visualize.to_rgb(values[self.model.image_key][0]),
-                                Image.BICUBIC)
-        intermediates = {key: person_fit.back(visualize.to_rgb(values[key][0]),
-                                              Image.NEAREST if key == "parsing"
-                                              else Image.BILINEAR)
-                         for key in INTERMEDIATES if key in values}
-        return TryOnResult(image, intermediates, inputs.notes)
+        return self.dress([inputs])[0]
+
+    def dress(self, many: Sequence[TryOnInputs]) -> list[TryOnResult]:
+        """One result per inputs, walked `batch_size` at a time; the last batch (or a lone
+        example) is padded to a multiple of the devices only."""
+        framed = [framed_example(inputs, self.model.image_size) for inputs in many]
+        keys = (self.model.image_key, *self.intermediates)
+        results = []
+        for start in range(0, len(framed), self.batch_size):
+            chunk = framed[start:start + self.batch_size]
+            rows = inference.round_up(len(chunk), self.model.batch_multiple)
+            pictures, _ = self.model(inference.stack_padded([c for c, _ in chunk], rows),
+                                     pictures=keys)
+            for row, (_, fit) in enumerate(chunk):
+                back = {key: fit.back(pictures[key][row], Image.NEAREST if key == "parsing"
+                                      else Image.BILINEAR) for key in self.intermediates}
+                results.append(TryOnResult(
+                    fit.back(pictures[self.model.image_key][row], Image.BICUBIC), back,
+                    many[start + row].notes))
+        return results
 
 
 def write_image(path: str | os.PathLike, picture: np.ndarray) -> None:
@@ -251,34 +137,47 @@ def write_result(result: TryOnResult, out: str | os.PathLike, intermediates: boo
     return written
 
 
+def _pair_inputs(layout: layouts.Layout, triplet) -> TryOnInputs:
+    """A pair-list line's inputs: the reference person in the target's pose, measured on the
+    target's photo."""
+    split = triplet.split
+    with Image.open(layout.find(layouts.PERSON, triplet.target, split)) as image:
+        pose_size = (image.height, image.width)
+    return read_inputs(layout.find(layouts.PERSON, triplet.reference, split),
+                       layout.find(layouts.PARSING, triplet.reference, split),
+                       layout.find(layouts.CLOTHES, triplet.clothes, split),
+                       layout.find(layouts.KEYPOINTS, triplet.target, split),
+                       layout.find(layouts.CLOTHES_MASK, triplet.clothes, split), pose_size)
+
+
 def _run_pairs(tryon: TryOn, pair_file: str, data_root: str, out_dir: str,
                intermediates: bool) -> int:
-    """Every triplet of an MPV pair list under data_root; bad ones are counted skips. In a
-    multi-process run each process tries on its share of the lines; returns the total."""
+    """Every triplet of an MPV pair list under data_root, `tryon.batch_size` per walk; bad
+    ones are counted skips. In a multi-process run each process tries on its share of the
+    lines; returns the total."""
     source = layouts.open_source(data_root, pair_file)
     main = distributed.is_main()
     for bad in source.pair_list.bad_lines if main else ():
         print(f"skipped {bad}", file=sys.stderr)
     done, failed = 0, 0
-    for triplet in source.pair_list.triplets[jax.process_index()::jax.process_count()]:
-        layout, split = source.layout, triplet.split
+    waiting: list[tuple[str, TryOnInputs]] = []
+    mine = source.pair_list.triplets[jax.process_index()::jax.process_count()]
+    for number, triplet in enumerate(mine, 1):
         try:
-            target_photo = layout.find(layouts.PERSON, triplet.target, split)
-            with Image.open(target_photo) as image:
-                pose_size = (image.height, image.width)
-            result = tryon(
-                person=layout.find(layouts.PERSON, triplet.reference, split),
-                person_parsing=layout.find(layouts.PARSING, triplet.reference, split),
-                clothes=layout.find(layouts.CLOTHES, triplet.clothes, split),
-                clothes_mask=layout.find(layouts.CLOTHES_MASK, triplet.clothes, split),
-                pose=layout.find(layouts.KEYPOINTS, triplet.target, split),
-                pose_size=pose_size)
-            write_result(result, Path(out_dir) / f"{file_stem(triplet.key)}.png",
-                         intermediates)
-            done += 1
+            waiting.append((triplet.key, _pair_inputs(source.layout, triplet)))
         except (DataError, OSError) as err:
             failed += 1
             print(f"skipped {triplet.key}: {err}", file=sys.stderr)
+        if waiting and (len(waiting) == tryon.batch_size or number == len(mine)):
+            results = tryon.dress([inputs for _, inputs in waiting])
+            for (key, _), result in zip(waiting, results, strict=True):
+                try:
+                    write_result(result, Path(out_dir) / f"{file_stem(key)}.png", intermediates)
+                    done += 1
+                except (DataError, OSError) as err:
+                    failed += 1
+                    print(f"skipped {key}: {err}", file=sys.stderr)
+            waiting = []
     done, failed = distributed.gather_rows(np.array([[done, failed]])).sum(axis=0)
     failed += len(source.pair_list.bad_lines)
     if main:
@@ -310,8 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", help="with --pairs: the data set directory")
     parser.add_argument("--out-dir", help="with --pairs: where the results go")
     parser.add_argument("--intermediates", action="store_true",
-                        help="also write OUT_parsing, _warped_clothes, _coarse, "
-                        "_composition_mask")
+                        help="also write OUT_KEY.png for each stage's intermediates (parsing, "
+                        "warped_clothes, coarse, composition_mask)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="with --pairs: examples per walk (rounded up to a multiple of "
+                        "the devices)")
     distributed.add_arguments(parser)
     args = parser.parse_args(argv)
     single = ("person", "person_parsing", "clothes", "pose", "out")
@@ -325,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                args.distributed)
         if args.pairs:
-            if not _run_pairs(TryOn.load(args.model), args.pairs, args.data_root,
+            if not _run_pairs(TryOn.load(args.model, args.batch_size), args.pairs, args.data_root,
                               args.out_dir, args.intermediates):
                 raise SystemExit("error: no pair could be tried on")
             return

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -27,28 +29,38 @@ def hue_colours(count: int) -> np.ndarray:
 
 
 def pose_to_rgb(heatmaps: np.ndarray) -> np.ndarray:
-    """(H, W, 18) pose discs -> (H, W, 3) uint8, one hue per joint on black."""
-    colours = hue_colours(heatmaps.shape[-1])
-    rgb = np.einsum("hwj,jc->hwc", np.clip(heatmaps, 0, 1), colours)
-    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    """(..., H, W, 18) pose discs -> (..., H, W, 3) uint8, one hue per joint on black
+    (NumPy or, inside jit, jax arrays)."""
+    xp = _array_module(heatmaps)
+    colours = hue_colours(heatmaps.shape[-1]).astype(np.float32)
+    rgb = xp.clip(heatmaps, 0, 1) @ colours
+    return (xp.clip(rgb, 0, 1) * 255).astype(xp.uint8)
+
+
+def _array_module(array):
+    return jnp if isinstance(array, jax.Array) else np
 
 
 def to_rgb(array: np.ndarray) -> np.ndarray:
-    """Any model input or output (H, W, C) -> (H, W, 3) uint8, chosen by channel count.
+    """Any model input or output (..., H, W, C) -> (..., H, W, 3) uint8, chosen by channel
+    count. NumPy arrays give NumPy; jax arrays (e.g. inside the jitted walk) give jax.
 
-    3: image in [-1, 1]; 1: mask in [0, 1]; 18: pose heatmaps; 20: parsing (one-hot,
-    probabilities or logits: argmax).
+    3: image in [-1, 1] (uint8: already a picture); 1: mask in [0, 1]; 18: pose heatmaps;
+    20: parsing (one-hot, probabilities or logits: argmax).
     """
-    array = np.asarray(array, np.float32)
+    xp = _array_module(array)
+    if array.dtype == xp.uint8 and array.shape[-1] == 3:
+        return array
+    array = xp.asarray(array, xp.float32)
     channels = array.shape[-1]
     if channels == 3:
-        return ((np.clip(array, -1, 1) + 1) * 127.5).round().astype(np.uint8)
+        return ((xp.clip(array, -1, 1) + 1) * 127.5).round().astype(xp.uint8)
     if channels == 1:
-        return np.repeat((np.clip(array, 0, 1) * 255).round().astype(np.uint8), 3, axis=-1)
+        return xp.repeat((xp.clip(array, 0, 1) * 255).round().astype(xp.uint8), 3, axis=-1)
     if channels == constants.NUM_KEYPOINTS:
         return pose_to_rgb(array)
     if channels == constants.NUM_LABELS:
-        return parsing_to_rgb(array.argmax(-1))
+        return xp.asarray(_PALETTE)[array.argmax(-1)]
     raise ValueError(f"cannot picture an array with {channels} channels")
 
 

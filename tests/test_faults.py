@@ -12,7 +12,7 @@ import pytest
 from test_training import tiny_config
 
 from mgvton_jax import checkpoints as checkpoint
-from mgvton_jax.training import loop
+from mgvton_jax.training import loop, progress
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = dict(log_every=1, checkpoint_every=2, sample_every=100)
@@ -167,8 +167,8 @@ def test_metrics_keep_one_line_per_step_after_a_resume(trained_gmm, synthetic_da
 
 def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path):
     checkpoints = checkpoint.StageCheckpoints(tmp_path / "checkpoints")
-    with pytest.raises(loop.NonFiniteLossError, match="there is no checkpoint yet"):
-        loop._check_finite({"g_loss": float("nan")}, 1, checkpoints)
+    with pytest.raises(progress.NonFiniteLossError, match="there is no checkpoint yet"):
+        progress.check_finite({"g_loss": float("nan")}, 1, checkpoints)
     checkpoints.close()
 
 

@@ -10,11 +10,12 @@ from test_training import fixed_batch, tiny_config, untrained_frozen
 from mgvton_jax.data import pipeline
 from mgvton_jax.training import loop
 from mgvton_jax.training.frozen_cache import FrozenCache
+from mgvton_jax.training.step import compile_stage
 
 
 def test_the_step_on_given_outputs_is_the_step_that_computes_them(synthetic_data_dir):
     config = tiny_config("refine", synthetic_data_dir)
-    compiled = loop.compile_stage(config, untrained_frozen(config))
+    compiled = compile_stage(config, untrained_frozen(config))
     batch = compiled.to_device(fixed_batch(synthetic_data_dir, config))
     values = compiled.frozen_outputs(batch)
     assert set(values) == {"warped_clothes", "coarse"} == set(compiled.consumed)

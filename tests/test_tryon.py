@@ -15,9 +15,11 @@ from PIL import Image
 from real_samples import JDAI, needs_real_samples
 
 import mgvton_jax
-from mgvton_jax import export, stages, tryon, visualize
+from mgvton_jax import export, stages, tryon, tryon_inputs, visualize
 from mgvton_jax.data import examples, pipeline, readers, representation
 
+# What the four stages declare as try-on's intermediates (`Stage.intermediates`).
+INTERMEDIATES = ("parsing", "warped_clothes", "coarse", "composition_mask")
 PERSON = "1LJ21D005-G11@10=person_half_front"
 CLOTHES = "7SI21D04N-G11@10=cloth_front"
 POSE = "EV421EA51-A11@9=person_whole_front_keypoints.json"
@@ -36,10 +38,10 @@ def model(model_dir):
 
 
 def test_fit_letterboxes_and_maps_keypoints_alike():
-    same_aspect = tryon.Fit.of((256, 192), (64, 48))
+    same_aspect = tryon_inputs.Fit.of((256, 192), (64, 48))
     assert (same_aspect.rows, same_aspect.cols, same_aspect.top, same_aspect.left) == \
         (64, 48, 0, 0)
-    square = tryon.Fit.of((100, 100), (64, 48))
+    square = tryon_inputs.Fit.of((100, 100), (64, 48))
     assert (square.rows, square.cols, square.top, square.left) == (48, 48, 8, 0)
     centre = np.zeros((18, 3), np.float32)
     centre[0] = (49.5, 49.5, 0.9)  # the centre of the 100x100 picture
@@ -47,7 +49,7 @@ def test_fit_letterboxes_and_maps_keypoints_alike():
     np.testing.assert_allclose(mapped[0], (23.5, 31.5, 0.9))  # the centre of the 64x48 frame
     assert not mapped[1:].any()  # missing joints stay (0, 0, 0)
     # A bright dot lands where its keypoint is mapped.
-    fit = tryon.Fit.of((210, 150), (64, 48))
+    fit = tryon_inputs.Fit.of((210, 150), (64, 48))
     picture = np.zeros((210, 150), np.uint8)
     picture[139:142, 29:32] = 255
     dot = np.zeros((18, 3), np.float32)
@@ -61,7 +63,7 @@ def test_fit_back_restores_the_photo_size():
     yy, xx = np.mgrid[:210, :150]
     photo = np.stack([yy, xx, yy + xx], -1).astype(np.float64)
     photo = (photo / photo.max() * 255).astype(np.uint8)
-    fit = tryon.Fit.of(photo.shape[:2], (64, 48))
+    fit = tryon_inputs.Fit.of(photo.shape[:2], (64, 48))
     back = fit.back(fit.image(photo, 255, Image.BILINEAR), Image.BICUBIC)
     assert back.shape == photo.shape
     assert np.abs(back.astype(int) - photo).mean() < 3  # a smooth picture survives the trip
@@ -89,7 +91,7 @@ def test_tryon_at_the_model_size_is_the_pipeline_walk(model, model_dir, syntheti
     expected = visualize.to_rgb(jax.device_get(walk(state, batch))["refined"][0])
     assert result.image.shape == (64, 48, 3)
     assert np.abs(result.image.astype(int) - expected).max() <= 1
-    assert set(result.intermediates) == set(tryon.INTERMEDIATES) and result.notes == []
+    assert set(result.intermediates) == set(INTERMEDIATES) and result.notes == []
 
 
 @needs_real_samples
@@ -163,7 +165,7 @@ def test_truncated_photo_from_the_command_line(tmp_path, model_dir):
 def test_cli_writes_the_result_and_intermediates(tmp_path, model_dir, capsys):
     tryon.main(_args(tmp_path, model_dir) + ["--intermediates"])
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(["result.png"] + [f"result_{k}.png" for k in tryon.INTERMEDIATES])
+    assert written == sorted(["result.png"] + [f"result_{k}.png" for k in INTERMEDIATES])
     assert Image.open(tmp_path / "out" / "result.png").size == (192, 256)
     assert "clothes mask computed" in capsys.readouterr().err
 
@@ -183,3 +185,29 @@ def test_pair_list_counts_bad_lines_and_missing_files(model_dir, synthetic_mpv, 
     captured = capsys.readouterr()
     assert "wrote 2 try-on results" in captured.out and "skipped 2" in captured.out
     assert captured.err.count("skipped ") == 2
+
+
+def test_a_pair_list_is_walked_in_batches_over_the_devices(model_dir, synthetic_mpv, tmp_path,
+                                                           capsys):
+    lines = (synthetic_mpv / "all_poseA_poseB_clothes.txt").read_text().splitlines()[:9]
+    pair_list = tmp_path / "pairs.txt"
+    pair_list.write_text("\n".join(lines) + "\n")
+    model = tryon.TryOn.load(model_dir, batch_size=6)  # 4 devices: 8 per walk
+    walked = []
+    walk = model.model._walk
+
+    def counted(state, batch, *static):
+        walked.append(len(batch["reference_image"]))
+        return walk(state, batch, *static)
+
+    model.model._walk = counted
+    assert tryon._run_pairs(model, str(pair_list), str(synthetic_mpv), str(tmp_path / "out"),
+                            intermediates=False) == 9
+    assert walked == [8, 4]  # 9 examples: a full batch, then one padded to the 4 devices
+    assert "wrote 9 try-on results" in capsys.readouterr().out
+    # A line's result is the one a lone try-on of it gives (the padded walk's last row).
+    source = tryon.layouts.open_source(synthetic_mpv, str(pair_list))
+    last = source.pair_list.triplets[8]
+    alone = model(inputs=tryon._pair_inputs(source.layout, last)).image
+    written = np.asarray(Image.open(tmp_path / "out" / f"{tryon.file_stem(last.key)}.png"))
+    assert walked[-1] == 4 and np.abs(alone.astype(int) - written).max() <= 1

@@ -43,6 +43,8 @@ MODEL_INPUT_CHANNELS = {
     "reference_without_clothes": 3,  # [-1, 1], clothes pixels set to 0
 }
 
+GROUND_TRUTH = ("target_image", "target_parsing")  # model inputs that inference never reads
+
 
 # Compact examples: name -> (dtype, trailing shape; "H", "W" stand for the image size).
 COMPACT_INPUTS = {

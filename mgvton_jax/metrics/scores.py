@@ -79,13 +79,6 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray,
     return float(np.mean(values)), float(np.std(values))
 
 
-def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_labels: int) -> np.ndarray:
-    """(num_labels, num_labels) int64 counts, rows = truth, columns = prediction."""
-    predicted, truth = np.asarray(predicted).ravel(), np.asarray(truth).ravel()
-    return np.bincount(truth.astype(np.int64) * num_labels + predicted,
-                       minlength=num_labels * num_labels).reshape(num_labels, num_labels)
-
-
 def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
     """Pixel accuracy and mean IoU over the labels present in truth or prediction."""
     confusion = np.asarray(confusion, np.float64)
@@ -95,9 +88,3 @@ def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
     return {"pixel_accuracy": float(true_positive.sum() / confusion.sum()),
             "mean_iou": float((true_positive[present] / union[present]).mean()),
             "labels_present": int(present.sum())}
-
-
-def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(intersection, union) pixel counts of two boolean masks, to sum over a data set."""
-    predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
-    return float((predicted & truth).sum()), float((predicted | truth).sum())

@@ -1,7 +1,7 @@
 """Your own photos: check try-on inputs, convert what can be converted, write pair lists.
 
-    python -m mgvton_jax.prep check --person P.jpg --person-parsing P.png --keypoints P_keypoints.json
-                                   [--clothes C.jpg [--clothes-mask M.png]]
+    python -m mgvton_jax.prep check --person P.jpg --person-parsing P.png \
+        --keypoints P_keypoints.json [--clothes C.jpg [--clothes-mask M.png]]
     python -m mgvton_jax.prep check --dir DATA_DIR [--pair-list LIST]
     python -m mgvton_jax.prep parsing-colours IN.png OUT.png [--palette lip|pascal]
     python -m mgvton_jax.prep body25 IN_keypoints.json OUT_keypoints.json

@@ -1,7 +1,8 @@
 """What a stage is, and the pieces its training steps share.
 
 A `Stage` is declared once, with keyword fields, in its own module of this package; training,
-sample pictures and the inference walk all read that one declaration (`mgvton_jax.stages`).
+sample pictures, the inference walk, evaluation (grids and per-stage scores) and try-on (its
+intermediates) all read that one declaration (`mgvton_jax.stages`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from mgvton_jax import losses
@@ -58,6 +60,24 @@ def no_ground_truth(config: ml_collections.ConfigDict) -> dict[str, str]:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Scorer:
+    """A stage's paired scores against the ground truth, named in the stage and run by
+    evaluation (results.json's "stages" section), as big_vision's evaluators are named in the
+    config.
+
+    per_example(values) -> (B, ...) numbers of each example that add up over a test set, e.g.
+      a confusion matrix; values holds the walk's model inputs (the ground truth included) and
+      outputs, (B, H, W, C) each. It runs inside the jitted walk (jax.numpy): only these
+      numbers leave the device.
+    summary(sums) -> {score: value}: the scores of the per-example numbers summed over the
+      test set (NumPy, float64).
+    """
+
+    per_example: Callable[[Values], jax.Array]
+    summary: Callable[[np.ndarray], dict[str, float]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Stage:
     """One stage of the pipeline.
 
@@ -73,7 +93,11 @@ class Stage:
     train_step(networks, optimizers, values, batch, config, perceptual) -> metrics: one
       optimisation step on NNX modules in place (GAN stages: D first, then G, with one
       generator forward); values holds what `consumes` names.
-    sample_columns: keys of batch, values and outputs pictured in sample grids, in order.
+    sample_columns: keys of batch, values and outputs pictured in training's sample grids,
+      in order; evaluation's grids show those of every stage of its walk.
+    intermediates: outputs that try-on writes beside its result (`--intermediates`) and the
+      try-on page shows.
+    scorer: its paired scores in evaluation (None: the stage has none).
     ground_truth(config) -> {consumed key: batch key}: consumed outputs that training takes
       from the ground truth instead of an earlier stage (never at inference).
     uses_vgg: its train_step gets a perceptual loss (else perceptual is None).
@@ -90,6 +114,8 @@ class Stage:
     infer: Callable[[Networks, Values, Batch], dict[str, jax.Array]]
     train_step: Callable[..., dict[str, jax.Array]]
     sample_columns: tuple[str, ...]
+    intermediates: tuple[str, ...] = ()
+    scorer: Scorer | None = None
     ground_truth: Callable[[ml_collections.ConfigDict], Mapping[str, str]] = no_ground_truth
     uses_vgg: bool = False
     image: str | None = None

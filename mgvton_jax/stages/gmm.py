@@ -9,14 +9,23 @@ regularisers are options (weight 0).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from mgvton_jax import constants, losses
 from mgvton_jax.data.representation import blurred_silhouette
 from mgvton_jax.models.gmm import GeometricMatcher
 from mgvton_jax.ops.warp import grid_sample, tps_grid
 from mgvton_jax.stages import base
-from mgvton_jax.stages.base import Network, Stage, concat, forward_with_pullback, generator_update
+from mgvton_jax.stages.base import (
+    Network,
+    Scorer,
+    Stage,
+    concat,
+    forward_with_pullback,
+    generator_update,
+)
 
 
 def clothes_region(parsing: jax.Array,
@@ -80,6 +89,20 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
     return generator_update(gmm, optimizers["gmm"], theta, pullback, loss_fn)
 
 
+def mask_overlap(values: base.Values) -> jax.Array:
+    """(B, 2) float32 pixel counts per example: intersection and union of the warped clothes
+    mask and the clothes region of the target parsing, each thresholded at 0.5."""
+    warped = values["warped_mask"][..., 0] > 0.5
+    region = clothes_region(values["target_parsing"])[..., 0] > 0.5
+    return jnp.stack([(warped & region).sum((1, 2)), (warped | region).sum((1, 2))],
+                     axis=-1).astype(jnp.float32)
+
+
+def mask_iou(sums: np.ndarray) -> dict[str, float]:
+    """{"warped_mask_iou": intersection / union over the test set}."""
+    return {"warped_mask_iou": float(sums[0] / sums[1])}
+
+
 def ground_truth(config: ml_collections.ConfigDict) -> dict[str, str]:
     """GMM training reads the target parsing unless told to use stage I's (docs/design.md)."""
     return {} if config.train.use_synthesized_parsing else {"parsing": "target_parsing"}
@@ -96,5 +119,7 @@ STAGE = Stage(
     infer=infer,
     train_step=train_step,
     sample_columns=("clothes", "parsing", "warped_mask", "warped_clothes", "target_image"),
+    intermediates=("warped_clothes",),
+    scorer=Scorer(per_example=mask_overlap, summary=mask_iou),
     ground_truth=ground_truth,
 )

@@ -7,14 +7,16 @@ and predicts the target parsing S'_t; a 2-scale PatchGAN judges (condition, pars
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from mgvton_jax import losses
 from mgvton_jax.constants import NUM_LABELS
+from mgvton_jax.metrics.scores import segmentation_scores
 from mgvton_jax.models.discriminator import MultiscaleDiscriminator
 from mgvton_jax.models.generator import ResnetGenerator
 from mgvton_jax.stages import base
-from mgvton_jax.stages.base import Network, Stage, adversarial_step, concat
+from mgvton_jax.stages.base import Network, Scorer, Stage, adversarial_step, concat
 
 CONDITION = ("hair_mask", "face_mask", "body_shape", "clothes", "target_pose")
 
@@ -27,6 +29,14 @@ def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> di
     """{"parsing": S'_t as probabilities (B, H, W, 20)}."""
     del values
     return {"parsing": jax.nn.softmax(_logits(networks["generator"], batch), axis=-1)}
+
+
+def confusion(values: base.Values) -> jax.Array:
+    """(B, 20, 20) int32 pixel counts per example: rows the true label (target parsing),
+    columns the synthesized parsing's argmax."""
+    truth = jax.nn.one_hot(values["target_parsing"].argmax(-1), NUM_LABELS, dtype=jnp.int32)
+    predicted = jax.nn.one_hot(values["parsing"].argmax(-1), NUM_LABELS, dtype=jnp.int32)
+    return jnp.einsum("bhwi,bhwj->bij", truth, predicted)
 
 
 def train_step(networks: base.Networks, optimizers: base.Optimizers, values: base.Values,
@@ -66,4 +76,6 @@ STAGE = Stage(
     train_step=train_step,
     sample_columns=("reference_image", "clothes", "target_pose", "parsing", "target_parsing",
                     "target_image"),
+    intermediates=("parsing",),
+    scorer=Scorer(per_example=confusion, summary=segmentation_scores),
 )

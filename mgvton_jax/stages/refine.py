@@ -58,6 +58,7 @@ STAGE = Stage(
     train_step=train_step,
     sample_columns=("reference_image", "clothes", "target_pose", "parsing", "warped_clothes",
                     "coarse", "composition_mask", "refined", "target_image"),
+    intermediates=("composition_mask",),
     uses_vgg=True,
     image="refined",
 )

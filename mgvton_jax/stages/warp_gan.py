@@ -72,6 +72,7 @@ STAGE = Stage(
     train_step=train_step,
     sample_columns=("reference_image", "clothes", "target_pose", "parsing", "warped_clothes",
                     "coarse", "target_image"),
+    intermediates=("coarse",),
     uses_vgg=True,
     image="coarse",
 )
