@@ -9,7 +9,7 @@ crash (even kill -9) mid-save leaves the previous complete step as the latest on
 
 Once a step is complete, the SHA-256 of each of its files goes to STAGE_DIR/checksums/<step>
 .json. A read verifies the files of the items it reads, and only those (the inference item of
-a stage is a third of its step or less), in one process of a multi-process run, which tells
+a stage is about a quarter of its step), in one process of a multi-process run, which tells
 the others: a checkpoint damaged in place is found before it is used, at the cost of one more
 read of what is used. `restore_latest` falls back to the newest step that verifies and
 restores, and moves the damaged ones to STAGE_DIR/damaged_checkpoints/ when training asks.
