@@ -25,11 +25,11 @@ import grain
 import jax
 import numpy as np
 from flax import nnx
-from mgvton_jax.training.state import build_train_state, inference_item
 
 from mgvton_jax import stages
 from mgvton_jax.checkpoints import StageCheckpoints, load_inference_networks
 from mgvton_jax.config_lib import base_config
+from mgvton_jax.training.state import build_train_state, inference_item
 
 
 def _megabytes(path: Path) -> float:
