@@ -216,9 +216,9 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
         "checkpoint_steps": dict(model.steps), "image_size": list(image_size),
         "rows": {name: summary(scorer_rows.gather(order), real_pool, splits, kid_subsets, seed)
                  for name, scorer_rows in rows.items()},
-        "stages": {stage: stages.get(stage).scorer.summary(
-            distributed.gather_rows(np.asarray(sums, np.float64)[None]).sum(axis=0))
-            for stage, sums in stage_sums.items()},
+        "stages": {stage: stages.get(stage).scorer.summary(distributed.gather_rows(
+            np.asarray(stage_sums[stage], np.float64)[None]).sum(axis=0))
+            for stage in model.names if stage in stage_sums},  # in walk order
         "metrics": _definitions(lpips_net, network, provenance, splits, kid_subsets),
         "settings": {"batch_size": batch_size, "lpips_net": lpips_net, "is_splits": splits,
                      "kid_subsets": kid_subsets, "grid_examples": grid_examples,
