@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import grain
-import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -109,9 +108,9 @@ class StageCheckpoints:
         sealed). The files of other items are not read. A collective in a multi-process run:
         the main process reads, and every process gets its answer."""
         reason = self._verify_here(step, items) if distributed.is_main() else None
-        if jax.process_count() > 1 and distributed.agree(reason is not None):
+        if distributed.agree(reason is not None):
             return reason or "files changed since the save (found by process 0)"
-        return reason
+        return None
 
     def _verify_here(self, step: int, items: Sequence[str]) -> str | None:
         sums_file = self._checksums / f"{step}.json"

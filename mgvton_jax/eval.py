@@ -34,6 +34,7 @@ from mgvton_jax.checkpoints import CheckpointError
 from mgvton_jax.data import build, examples, pipeline
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
+from mgvton_jax.mesh import round_up
 from mgvton_jax.metrics import inception
 from mgvton_jax.metrics.image_scores import DEFINITIONS, ImageScorer, RowScores, summary
 
@@ -102,8 +103,9 @@ def _mean_target(source, indices: list[int], image_size: tuple[int, int]) -> np.
     """The mean target photo of the examples (every process's share), (H, W, 3) uint8: the
     mean-target baseline, known before any example is scored."""
     total = np.zeros((*image_size, 3))
-    for index in indices:
-        total += _raw(source, index, image_size)["target_image"]
+    for index in indices:  # the target photos alone: no other picture of the record decoded
+        total += examples.resize_photo(examples.decode_photo(source[index]["target_image"]),
+                                       image_size)
     total = distributed.gather_rows(total[None]).sum(axis=0)
     count = distributed.gather_rows(np.array([len(indices)])).sum()
     return (total / count).round().astype(np.uint8)
@@ -172,7 +174,7 @@ def evaluate(workdir: str | Path, out: str | Path, data_dir: str | Path | None =
     # Each process scores its share of the examples on its own devices; the numbers are
     # gathered (in the order of a one-process run) before the scores are computed.
     mine = list(range(n))[jax.process_index()::jax.process_count()]
-    batch_size = inference.round_up(batch_size, model.batch_multiple)
+    batch_size = round_up(batch_size, model.batch_multiple)
     mean_target = _mean_target(source, [indices[i] for i in mine], image_size)
     scorer = ImageScorer(lpips_net, network, batch_size)
     rows = {name: RowScores() for name in ROWS}

@@ -21,19 +21,12 @@ from mgvton_jax import stages, visualize, xla
 from mgvton_jax.checkpoints import load_inference_networks, stage_dir
 from mgvton_jax.data import examples
 from mgvton_jax.export import ModelError, load_model
-from mgvton_jax.mesh import data_shardings
-
-
-def round_up(count: int, multiple: int) -> int:
-    """The smallest multiple of `multiple` that is >= count (and >= multiple)."""
-    return max(1, -(-count // multiple)) * multiple
+from mgvton_jax.mesh import data_shardings, pad_rows
 
 
 def stack_padded(rows: Sequence[Mapping[str, np.ndarray]], size: int) -> dict[str, np.ndarray]:
-    """Examples (dicts of arrays) stacked into one batch of `size` rows, the last example
-    repeated to fill it (one compiled batch shape; the padding rows are not read)."""
-    return {key: np.stack([row[key] for row in rows] + [rows[-1][key]] * (size - len(rows)))
-            for key in rows[0]}
+    """Examples (dicts of arrays) stacked into one batch of `size` rows (`mesh.pad_rows`)."""
+    return {key: pad_rows(np.stack([row[key] for row in rows]), size) for key in rows[0]}
 
 
 def walk_to(stop_after: str | None = None) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -19,3 +20,15 @@ def data_shardings(devices: Sequence[jax.Device]) -> tuple[NamedSharding, NamedS
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,),
                          devices=devices)
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+def round_up(count: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= count (and >= multiple): a batch size
+    the mesh splits evenly."""
+    return max(1, -(-count // multiple)) * multiple
+
+
+def pad_rows(batch: np.ndarray, rows: int) -> np.ndarray:
+    """(B, ...) -> (rows, ...): the last example repeated, so every batch has one compiled
+    shape (the padding rows' results are not read)."""
+    return np.concatenate([batch, np.repeat(batch[-1:], rows - len(batch), axis=0)])

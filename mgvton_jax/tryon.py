@@ -36,6 +36,7 @@ from mgvton_jax.data import layouts
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.export import ModelError
+from mgvton_jax.mesh import round_up
 from mgvton_jax.tryon_inputs import TryOnInputs, framed_example, read_inputs
 
 
@@ -59,7 +60,7 @@ class TryOn:
 
     def __init__(self, model: inference.Pipeline, batch_size: int = 8):
         self.model = model
-        self.batch_size = inference.round_up(batch_size, model.batch_multiple)
+        self.batch_size = round_up(batch_size, model.batch_multiple)
         self.intermediates = tuple(key for key in model.columns("intermediates")
                                    if key != model.image_key)
 
@@ -97,7 +98,7 @@ class TryOn:
         results = []
         for start in range(0, len(framed), self.batch_size):
             chunk = framed[start:start + self.batch_size]
-            rows = inference.round_up(len(chunk), self.model.batch_multiple)
+            rows = round_up(len(chunk), self.model.batch_multiple)
             pictures, _ = self.model(inference.stack_padded([c for c, _ in chunk], rows),
                                      pictures=keys)
             for row, (_, fit) in enumerate(chunk):

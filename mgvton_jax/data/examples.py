@@ -171,6 +171,22 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
+def decode_photo(data: bytes) -> np.ndarray:
+    """An encoded photo of a record -> (H, W, 3) uint8 RGB."""
+    photo = _decode(data)
+    if photo.ndim == 2 or photo.shape[-1] != 3:
+        photo = np.asarray(Image.fromarray(photo).convert("RGB"))
+    return photo
+
+
+def resize_photo(photo: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, W, 3), bilinear (antialiased); unchanged at its own size."""
+    if tuple(image_hw) == photo.shape[:2]:
+        return photo
+    return np.asarray(Image.fromarray(photo).resize((image_hw[1], image_hw[0]),
+                                                    Image.BILINEAR))
+
+
 def decode_record(record: dict) -> dict:
     """Encoded record -> raw example.
 
@@ -179,10 +195,8 @@ def decode_record(record: dict) -> dict:
       clothes_mask: (256, 192) uint8 {0, 1}; reference_parsing, target_parsing: (256, 192)
       uint8 label ids; reference_keypoints, target_keypoints: (18, 3) float32; paired: bool.
     """
-    raw = {key: _decode(record[key]) for key in IMAGE_KEYS + PARSING_KEYS}
-    for key in IMAGE_KEYS:
-        if raw[key].ndim == 2 or raw[key].shape[-1] != 3:
-            raw[key] = np.asarray(Image.fromarray(raw[key]).convert("RGB"))
+    raw = {key: decode_photo(record[key]) for key in IMAGE_KEYS}
+    raw.update({key: _decode(record[key]) for key in PARSING_KEYS})
     raw["clothes_mask"] = (_decode(record["clothes_mask"]) >= readers.MASK_THRESHOLD).astype(
         np.uint8)
     for key in KEYPOINT_KEYS:
@@ -215,7 +229,7 @@ def resize_raw(raw: dict, image_hw: tuple[int, int]) -> dict:
     size = (image_hw[1], image_hw[0])
     resized = dict(raw)
     for key in IMAGE_KEYS:
-        resized[key] = np.asarray(Image.fromarray(raw[key]).resize(size, Image.BILINEAR))
+        resized[key] = resize_photo(raw[key], image_hw)
     for key in PARSING_KEYS + ("clothes_mask",):
         resized[key] = np.asarray(Image.fromarray(raw[key]).resize(size, Image.NEAREST))
     for key in KEYPOINT_KEYS:

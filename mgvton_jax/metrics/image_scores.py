@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from mgvton_jax import distributed, xla
+from mgvton_jax.mesh import pad_rows
 from mgvton_jax.metrics import scores
 from mgvton_jax.metrics.inception import InceptionV3
 from mgvton_jax.metrics.lpips import lpips, packaged_params
@@ -40,11 +41,6 @@ def _signed(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 
-def _padded(images: np.ndarray, rows: int) -> np.ndarray:
-    """The batch with its last image repeated up to `rows` (one compiled shape)."""
-    return np.concatenate([images, np.repeat(images[-1:], rows - len(images), axis=0)])
-
-
 class ImageScorer:
     """Per-example scores of (B, H, W, 3) uint8 pictures, B <= batch_size.
 
@@ -68,14 +64,14 @@ class ImageScorer:
     def paired(self, images: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """{"ssim", "ssim_gray", "lpips"}: (B,) each, of images against their targets."""
         count = len(images)
-        distance = lpips(self._lpips_params, _padded(_signed(images), self.batch_size),
-                         _padded(_signed(targets), self.batch_size), net=self.lpips_net)
+        distance = lpips(self._lpips_params, pad_rows(_signed(images), self.batch_size),
+                         pad_rows(_signed(targets), self.batch_size), net=self.lpips_net)
         return {"ssim": ssim(images, targets), "ssim_gray": grayscale_ssim(images, targets),
                 "lpips": np.asarray(distance)[:count]}
 
     def features(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """{"pool": (B, 2048) pool3 features[, "logits": (B, 1008)]} of the images."""
-        pool, logits = self._features(self._weights, _padded(images, self.batch_size))
+        pool, logits = self._features(self._weights, pad_rows(images, self.batch_size))
         found = {"pool": np.asarray(pool)[:len(images)]}
         if logits is not None:
             found["logits"] = np.asarray(logits)[:len(images)]
