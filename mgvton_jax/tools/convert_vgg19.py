@@ -3,7 +3,7 @@
     python -m mgvton_jax.tools.convert_vgg19 --torch-weights vgg19-dcbb9e9d.pth --out vgg19.npz
 
 Nothing is downloaded: fetch torchvision's file yourself. torch is needed for this one-off
-conversion only (`pip install torch`); training never imports it.
+conversion only (`pip install torch==2.13.0`, the CPU build); training never imports it.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         import torch
     except ImportError:
         sys.exit(
-            "convert_vgg19 needs PyTorch to read the .pth file: pip install torch "
+            "convert_vgg19 needs PyTorch to read the .pth file: pip install torch==2.13.0 "
             "(needed for this conversion only; mgvton_jax itself does not use torch)."
         )
     state = torch.load(args.torch_weights, map_location="cpu", weights_only=True)
