@@ -63,6 +63,17 @@ def test_viton_pairs_are_pose_fixed():
     assert len(train.triplets) == 14221 and all(t.paired for t in train.triplets)
 
 
+def test_viton_test_split_adds_each_person_in_their_own_clothes():
+    listed = [pairs.Triplet("000001_0.jpg", "000001_0.jpg", "001744_1.jpg", "test", False),
+              pairs.Triplet("000003_0.jpg", "000003_0.jpg", "000003_1.jpg", "test", True),
+              pairs.Triplet("000001_0.jpg", "000001_0.jpg", "000010_1.jpg", "test", False)]
+    result = pairs.with_own_clothes(listed)
+    assert [t.key for t in result] == [
+        "000001_0.jpg|000001_0.jpg|001744_1.jpg", "000003_0.jpg|000003_0.jpg|000003_1.jpg",
+        "000001_0.jpg|000001_0.jpg|000010_1.jpg", "000001_0.jpg|000001_0.jpg|000001_1.jpg"]
+    assert result[-1].paired and result[-1].split == "test"
+
+
 @needs_real_samples
 def test_jdai_layout_finds_flat_files_from_pid_paths():
     source = layouts.open_source(JDAI)
@@ -87,11 +98,12 @@ def test_unknown_layout_explains_what_is_expected(tmp_path):
 
 @needs_real_samples
 def test_viton_build_writes_complete_triplets_and_reports_the_rest(tmp_path):
-    # The sample holds 4 complete train people and the 8 first test pairs.
+    # The sample holds 4 complete train people and the 8 first test pairs, whose 8 people
+    # also wear their own clothes there (the paired protocol: 2032 + 2032 - 4 already paired).
     report = build_dataset(VITON.parent, tmp_path, progress=False)
     assert report["layout"] == "viton"
-    assert report["written"] == {"train": 4, "test": 8}
-    assert len(report["skipped"]) == 14221 - 4 + 2032 - 8
+    assert report["written"] == {"train": 4, "test": 16}
+    assert len(report["skipped"]) == 14221 - 4 + 2032 + 2032 - 4 - 16
     split, key, reason = report["skipped"][0]
     assert split == "train" and "not found" in reason and key.split("|")[0] in reason
     assert read_report(tmp_path)["written"] == report["written"]

@@ -147,6 +147,20 @@ def read_viton_pairs(path: str | os.PathLike, split: str) -> PairList:
     return result
 
 
+def with_own_clothes(triplets: Iterable[Triplet]) -> list[Triplet]:
+    """VITON triplets followed by the paired protocol's: each person wearing their own
+    clothes (`NNNNNN_0.jpg` with `NNNNNN_1.jpg`), the ground truth being their photo; each
+    triplet once, in order."""
+    listed = list(triplets)
+    return _unique(listed + [Triplet(t.reference, t.target, _own_clothes(t.reference), t.split)
+                             for t in listed])
+
+
+def _own_clothes(person: str) -> str:
+    stem, _, suffix = person.rpartition(".")
+    return f"{stem.rsplit('_', 1)[0]}_1.{suffix}"
+
+
 def file_stem(key: str | bytes) -> str:
     """A file name (no suffix) for a triplet key "A/ref.jpg|A/target.jpg|A/clothes.jpg":
     the three file stems joined by "__", other characters than [A-Za-z0-9._-] as "_"."""
@@ -157,10 +171,13 @@ def file_stem(key: str | bytes) -> str:
 
 def with_both_directions(triplets: Iterable[Triplet]) -> list[Triplet]:
     """Each triplet A->B followed by B->A (training uses both directions), without repeats."""
-    out, seen = [], set()
+    return _unique(candidate for triplet in triplets
+                   for candidate in (triplet, triplet.reversed()))
+
+
+def _unique(triplets: Iterable[Triplet]) -> list[Triplet]:
+    """Each triplet once (the first of a key), in order."""
+    first: dict[str, Triplet] = {}
     for triplet in triplets:
-        for candidate in (triplet, triplet.reversed()):
-            if candidate.key not in seen:
-                seen.add(candidate.key)
-                out.append(candidate)
-    return out
+        first.setdefault(triplet.key, triplet)
+    return list(first.values())

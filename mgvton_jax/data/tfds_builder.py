@@ -1,8 +1,10 @@
 """TFDS builder `mpv_triplets`: a try-on data set directory -> array_record train/test splits.
 
 TensorFlow-free: images are stored as their encoded bytes and decoded with PIL in the input
-pipeline. Use `mgvton_jax.data.build` (or `build.build_dataset`) rather than this class
-directly: it also writes the report of skipped triplets.
+pipeline. Training triplets go both ways (A -> B and B -> A); a VITON test split holds its
+list's pairs (the unpaired protocol) and every listed person in their own clothes (the paired
+one, whose ground truth is the photo). Use `mgvton_jax.data.build` (or `build.build_dataset`)
+rather than this class directly: it also writes the report of skipped triplets.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class MpvTriplets(tfds.core.GeneratorBasedBuilder):
         by_split = {split: [t for t in self.source.pair_list.triplets if t.split == split]
                     for split in pairs.SPLITS}
         by_split["train"] = pairs.with_both_directions(by_split["train"])
+        if self.source.layout.name == "viton":  # both test protocols: the list's, and paired
+            by_split["test"] = pairs.with_own_clothes(by_split["test"])
         if not any(by_split.values()):
             raise readers.DataError(
                 f"{', '.join(str(p) for p in self.source.pair_files)}: no usable line "
