@@ -28,7 +28,7 @@ from flax import nnx
 
 from mgvton_jax import stages
 from mgvton_jax.checkpoints import StageCheckpoints, load_inference_networks
-from mgvton_jax.config_lib import base_config
+from mgvton_jax.config_lib import VARIANTS, base_config
 from mgvton_jax.training.state import build_train_state, inference_item
 
 
@@ -82,6 +82,13 @@ def main() -> None:
     parser.add_argument("--workdir", help="where to write (default: a temporary directory)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    unknown = [name for name in args.stages.split(",") if name not in stages.PIPELINE]
+    if unknown:
+        parser.error(f"--stages: unknown {unknown}; the stages are {','.join(stages.PIPELINE)}")
+    if args.variant not in VARIANTS:
+        parser.error(f"--variant {args.variant!r}: one of {', '.join(VARIANTS)}")
+    if args.workdir and not Path(args.workdir).is_dir():
+        parser.error(f"--workdir {args.workdir}: no such directory")
     print(f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
           f"{jax.device_count()} {jax.default_backend()} device(s)")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
