@@ -109,13 +109,23 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
     return c
 
 
-def load_config_file(path: str | os.PathLike, variant: str | None = None
-                     ) -> ml_collections.ConfigDict:
-    """Calls get_config(variant) of a config file given by path (as --config does)."""
+def _config_module(path: str | os.PathLike):
     spec = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)[:-3]}",
                                                   path)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"{path}: cannot load config file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def load_config_file(path: str | os.PathLike, variant: str | None = None
+                     ) -> ml_collections.ConfigDict:
+    """Calls get_config(variant) of a config file given by path (as --config does)."""
+    module = _config_module(path)
     return module.get_config(variant) if variant else module.get_config()
+
+
+def file_variants(path: str | os.PathLike) -> tuple[str, ...]:
+    """The variants a config file takes: its VARIANTS, else the stage files' (`VARIANTS`)."""
+    return tuple(getattr(_config_module(path), "VARIANTS", VARIANTS))

@@ -63,18 +63,19 @@ class Pipeline:
         self._state = jax.device_put(state, self._replicated)
         names, clothes_labels = self.names, tuple(self.config.data.clothes_labels)
 
-        def walk(state, compact, pictures, scores):
+        def walk(state, compact, pictures, label_maps, scores):
             batch = examples.model_inputs(compact, clothes_labels)
             values = {**batch, **stages.run_stages(names, nnx.merge(graphdef, state), batch)}
             scorers = {name: stages.get(name).scorer for name in names} if scores else {}
             return ({key: visualize.to_rgb(values[key]) for key in pictures},
+                    {key: values[key].argmax(-1).astype(np.uint8) for key in label_maps},
                     {name: scorer.per_example(values) for name, scorer in scorers.items()
                      if scorer is not None})
 
         self._walk: Callable = xla.jit(walk, platform=self.devices[0].platform,
                                        in_shardings=(self._replicated, self._data),
                                        out_shardings=self._data,
-                                       static_argnums=(2, 3))  # pictures, scores
+                                       static_argnums=(2, 3, 4))  # what comes back
 
     @property
     def config(self) -> ml_collections.ConfigDict:
@@ -92,20 +93,22 @@ class Pipeline:
                                    for k in getattr(stages.get(name), key)))
 
     def __call__(self, batch: Mapping[str, np.ndarray], pictures: Sequence[str] = (),
-                 scores: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 scores: bool = False, label_maps: Sequence[str] = ()
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Walks compact examples (B, ...) keyed as `examples.COMPACT_INPUTS`.
 
         B must divide by the device count (`batch_multiple`). Only what is asked for comes
         back to the host:
         Returns:
           ({key: (B, H, W, 3) uint8 picture (`visualize.to_rgb`)} for the model inputs and
-           outputs named in `pictures`; with scores, {stage: (B, ...) numbers} of each stage
-           of the walk that declares a `Stage.scorer`, else {}).
+           outputs named in `pictures`; {key: (B, H, W) uint8 label ids (argmax)} for the
+           parsings named in `label_maps`; with scores, {stage: (B, ...) numbers} of each
+           stage of the walk that declares a `Stage.scorer`, else {}).
         """
         batch = {key: np.asarray(value) for key, value in batch.items()
                  if key in examples.COMPACT_INPUTS}
         return jax.device_get(self._walk(self._state, jax.device_put(batch, self._data),
-                                         tuple(pictures), scores))
+                                         tuple(pictures), tuple(label_maps), scores))
 
     @property
     def batch_multiple(self) -> int:

@@ -259,9 +259,14 @@ def grid_gic_loss(grid: jax.Array) -> jax.Array:
     return total / (batch * height * width)
 
 
-def weighted_sum(weights: Mapping[str, float], terms: Mapping[str, jax.Array]) -> jax.Array:
-    """sum_k weights[k] * terms[k], for a stage's config.loss section and its loss terms.
+def weighted_sum(weights: Mapping[str, float], terms: Mapping[str, Callable[[], jax.Array]]
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """sum_k weights[k] * terms[k](), for a stage's config.loss section and its loss terms.
 
+    A term of weight 0 is not computed at all (its network, e.g. the perceptual loss's VGG,
+    costs nothing in the step); the others are.
+    Returns:
+      (the weighted sum, {name: value} of the computed terms).
     Raises:
       ValueError: a weight names no term (e.g. a typo in --config.loss.x) or a term has no
         weight (a config file that forgot one); the message lists both.
@@ -271,4 +276,5 @@ def weighted_sum(weights: Mapping[str, float], terms: Mapping[str, jax.Array]) -
         raise ValueError(
             f"loss weights and terms differ: terms without a weight {unweighted}, weights "
             f"without a term {unused}; the terms are {sorted(terms)}")
-    return sum(weights[name] * value for name, value in terms.items())
+    values = {name: term() for name, term in terms.items() if weights[name]}
+    return sum(weights[name] * value for name, value in values.items()), values

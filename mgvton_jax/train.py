@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from mgvton_jax import distributed, stages
 from mgvton_jax.checkpoints import CheckpointError
-from mgvton_jax.config_lib import VARIANTS
+from mgvton_jax.config_lib import file_variants
 from mgvton_jax.data import build
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.training import loop
@@ -59,9 +59,10 @@ def parse_flags(argv: list[str]) -> list[str]:
                 raise SystemExit(f"error: --config {path}: no such file; the stage configs are "
                                  f"configs/{{{','.join(stages.PIPELINE)}}}.py and "
                                  "configs/pipeline.py")
-            if variant and variant not in VARIANTS:
+            variants = file_variants(path)
+            if variant and variant not in variants:
                 raise SystemExit(f"error: --config {value}: no variant {variant!r}; the "
-                                 f"variants are {', '.join(VARIANTS)} (none: full)")
+                                 f"variants are {', '.join(variants)} (none: full)")
     try:
         return flags.FLAGS(argv)
     except AttributeError as err:  # ml_collections names the field and its likely spelling

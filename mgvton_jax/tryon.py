@@ -6,9 +6,11 @@
 
 M is a model directory (`python -m mgvton_jax.export`). Inputs of any size are fitted into the
 model's frame (resized, keeping the aspect, and padded: white for photos, background for the
-parsing) with the keypoints mapped alike; the result is cropped and resized back, so OUT has
-the person photo's size. The parsing is LIP/CIHP label ids of the person photo, the pose an
-OpenPose COCO-18 JSON measured on a photo of the person photo's size (else --pose-size).
+parsing) with the keypoints mapped alike; the result is cropped and resized back (bicubic) and
+composed with the photo's own pixels where the try-on keeps them (`mgvton_jax.photo_size`), so
+OUT has the person photo's size and sharpness outside the clothes and arms. The parsing is
+LIP/CIHP label ids of the person photo, the pose an OpenPose COCO-18 JSON measured on a photo
+of the person photo's size (else --pose-size).
 
 In Python:
 
@@ -31,7 +33,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from mgvton_jax import distributed, inference
+from mgvton_jax import distributed, inference, photo_size
 from mgvton_jax.data import layouts
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
@@ -93,20 +95,26 @@ class TryOn:
     def dress(self, many: Sequence[TryOnInputs]) -> list[TryOnResult]:
         """One result per inputs, walked `batch_size` at a time; the last batch (or a lone
         example) is padded to a multiple of the devices only."""
-        framed = [framed_example(inputs, self.model.image_size) for inputs in many]
+        labels = tuple(self.model.config.data.clothes_labels)
+        framed = [framed_example(inputs, self.model.image_size, labels) for inputs in many]
         keys = (self.model.image_key, *self.intermediates)
         results = []
         for start in range(0, len(framed), self.batch_size):
             chunk = framed[start:start + self.batch_size]
             rows = round_up(len(chunk), self.model.batch_multiple)
-            pictures, _ = self.model(inference.stack_padded([c for c, _ in chunk], rows),
-                                     pictures=keys)
+            pictures, label_maps, _ = self.model(
+                inference.stack_padded([c for c, _ in chunk], rows), pictures=keys,
+                label_maps=(photo_size.PARSING,))
             for row, (_, fit) in enumerate(chunk):
+                inputs = many[start + row]
                 back = {key: fit.back(pictures[key][row], Image.NEAREST if key == "parsing"
                                       else Image.BILINEAR) for key in self.intermediates}
-                results.append(TryOnResult(
-                    fit.back(pictures[self.model.image_key][row], Image.BICUBIC), back,
-                    many[start + row].notes))
+                generated = fit.back(label_maps[photo_size.PARSING][row], Image.NEAREST)
+                keep = photo_size.keep_mask(inputs.parsing, generated, labels)
+                image = photo_size.compose(
+                    inputs.photo, fit.back(pictures[self.model.image_key][row], Image.BICUBIC),
+                    keep)
+                results.append(TryOnResult(image, back, inputs.notes))
         return results
 
 

@@ -138,12 +138,17 @@ def read_inputs(person, person_parsing, clothes, pose, clothes_mask=None,
                        keypoints, tuple(pose_size) if pose_size else photo.shape[:2], notes)
 
 
-def framed_example(inputs: TryOnInputs, frame_hw: tuple[int, int]) -> tuple[dict, Fit]:
+def framed_example(inputs: TryOnInputs, frame_hw: tuple[int, int],
+                   clothes_labels: tuple[int, ...]) -> tuple[dict, Fit]:
     """(compact example in the model's frame (`examples.COMPACT_INPUTS`), the person photo's
-    Fit, to bring the result back to its size)."""
+    Fit, to bring the result back to its size). The clothes labels are greyed out of the
+    photo at its own size, before it is fitted (`examples.decode_record`)."""
     person_fit = Fit.of(inputs.photo.shape[:2], frame_hw)
     clothes_fit = Fit.of(inputs.clothes.shape[:2], frame_hw)
+    without_clothes = representation.photo_without_clothes(inputs.photo, inputs.parsing,
+                                                           clothes_labels)
     raw = {"reference_image": person_fit.image(inputs.photo, 255, Image.BILINEAR),
+           "reference_without_clothes": person_fit.image(without_clothes, 255, Image.BILINEAR),
            "reference_parsing": person_fit.image(inputs.parsing, 0, Image.NEAREST),
            "clothes": clothes_fit.image(inputs.clothes, 255, Image.BILINEAR),
            "clothes_mask": clothes_fit.image(inputs.clothes_mask, 0, Image.NEAREST),

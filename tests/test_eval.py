@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from flax import nnx
 from PIL import Image
+from real_samples import VITON, needs_real_samples
 from skimage.metrics import structural_similarity
 
-from mgvton_jax import checkpoints, stages
+from mgvton_jax import checkpoints, eval_examples, photo_size, stages
 from mgvton_jax import eval as evaluation
 from mgvton_jax.data import examples, pipeline
+from mgvton_jax.data.build import build_dataset
+from mgvton_jax.data.pairs import file_stem
 
 
 def _skimage_ssim(a, b):
@@ -122,12 +125,86 @@ def test_shuffled_eval_gives_inception_scores(trained_pipeline, synthetic_data_d
 
 
 def test_shuffled_examples_take_clothes_and_pose_from_other_triplets(synthetic_data_dir):
-    indices, donors, skipped, _ = evaluation.test_examples(synthetic_data_dir, (64, 48),
-                                                           "shuffled", seed=3)
-    assert skipped == 0 and len(donors) == len(indices)
+    selection = eval_examples.select(synthetic_data_dir, "shuffled", seed=3)
+    indices, donors = selection.indices, selection.donors
+    assert not any(selection.left_out.values()) and len(donors) == len(indices)
     assert all(c != i and p != i for i, (c, p) in zip(indices, donors, strict=True))
-    again = evaluation.test_examples(synthetic_data_dir, (64, 48), "shuffled", seed=3)[1]
-    assert again == donors  # seeded
+    assert not selection.pose_fixed
+    assert eval_examples.select(synthetic_data_dir, "shuffled", seed=3).donors == donors
+
+
+@pytest.fixture(scope="module")
+def viton_data_dir(tmp_path_factory):
+    """The VITON sample files built: 4 train people; 16 test triplets, 8 people each in their
+    own clothes (paired) and in test_pairs.txt's clothes (unpaired)."""
+    data_dir = tmp_path_factory.mktemp("viton_tfds")
+    build_dataset(VITON.parent, data_dir, progress=False)
+    return data_dir
+
+
+def _reference(source, index):
+    return source[index]["key"].decode().split("|")[0]
+
+
+@needs_real_samples
+def test_modes_and_name_lists_select_the_viton_protocols(viton_data_dir, tmp_path):
+    paired = eval_examples.select(viton_data_dir, "paired")
+    unpaired = eval_examples.select(viton_data_dir, "unpaired")
+    source = paired.source
+    people = sorted(_reference(source, i) for i in paired.indices)
+    assert len(people) == 8 and paired.left_out == {"unpaired": 8}
+    assert sorted(_reference(source, i) for i in unpaired.indices) == people  # each once
+    assert not any(source[i]["paired"] for i in unpaired.indices)
+    assert paired.pose_fixed and unpaired.pose_fixed
+    seen = tmp_path / "seen.txt"
+    seen.write_text("\n".join(people[:3]) + "\n\n")
+    unseen = eval_examples.select(viton_data_dir, "paired", exclude=eval_examples.read_names(seen))
+    assert sorted(_reference(source, i) for i in unseen.indices) == people[3:]
+    assert unseen.left_out["in the exclude list"] == 3
+    only = eval_examples.select(viton_data_dir, "unpaired", names={people[0], "nobody.jpg"})
+    assert [_reference(source, i) for i in only.indices] == [people[0]]
+    seen.write_text("\n")
+    with pytest.raises(evaluation.DataError, match="list of names is empty"):
+        eval_examples.read_names(seen)
+    with pytest.raises(evaluation.DataError, match="no test triplet left"):
+        eval_examples.select(viton_data_dir, "paired", names={"nobody.jpg"})
+
+
+@needs_real_samples
+def test_photo_size_rows_compose_and_score_at_the_stored_size(trained_pipeline, viton_data_dir,
+                                                             tmp_path):
+    """On pose-fixed VITON pairs: the composed results keep the photo where the try-on keeps
+    it, the photo-size scores are scikit-image's on the saved pictures, and the hole
+    baseline is the photo with its clothes grey."""
+    results = evaluation.evaluate(trained_pipeline[0], tmp_path, viton_data_dir, batch_size=4,
+                                  progress=False)
+    assert results["pose_fixed"] and results["photo_size"] == [256, 192]
+    assert set(results["rows"]) == {"model", "mean_target"}  # copying is the ground truth
+    assert set(results["photo_rows"]) == {"model", "hole", "paste", "mean_target"}
+    names, composed = _read(tmp_path / "photo_size")
+    assert composed.shape == (8, 256, 192, 3)
+    source = pipeline.data_source(viton_data_dir, "test")
+    stored = {}
+    for i in range(len(source)):
+        if source[i]["paired"]:
+            stored[file_stem(source[i]["key"]) + ".png"] = \
+                examples.decode_record(source[i])
+    truth = np.stack([stored[n]["target_image"] for n in names])
+    scores = [_skimage_ssim(a, b) for a, b in zip(composed, truth, strict=True)]
+    assert results["photo_rows"]["model"]["ssim"] == pytest.approx(np.mean(scores), abs=1e-9)
+    hole = np.stack([stored[n]["reference_without_clothes"] for n in names])
+    assert results["photo_rows"]["hole"]["ssim"] == pytest.approx(
+        np.mean([_skimage_ssim(a, b) for a, b in zip(hole, truth, strict=True)]), abs=1e-9)
+    for name, picture in zip(names, composed, strict=True):
+        raw = stored[name]
+        small = np.asarray(Image.open(tmp_path / "images" / name))
+        upsampled = photo_size.upsample(small, (256, 192))
+        from_result = np.all(picture == upsampled, axis=-1)
+        kept = np.all(picture == raw["reference_image"], axis=-1)
+        assert (kept | from_result).all()  # every pixel is the photo's or the result's
+        worn = np.isin(raw["reference_parsing"], (5, 6, 7))
+        assert worn.any() and from_result[worn].all()  # no pixel of the worn clothes kept
+        assert kept[raw["reference_parsing"] == 0].mean() > 0.5  # background: mostly kept
 
 
 def test_eval_cli_without_a_trained_workdir_is_one_line(tmp_path):

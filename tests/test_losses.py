@@ -505,10 +505,20 @@ def test_converter_cli_without_torch_and_help(monkeypatch, capsys, tmp_path):
     assert "vgg19-dcbb9e9d.pth" in help_text and "IMAGENET1K_V1" in help_text
 
 
-def test_weighted_sum_known_answer_and_mismatches():
-    terms = {"l1": jnp.asarray(2.0), "gan": jnp.asarray(3.0)}
-    assert float(losses.weighted_sum({"l1": 10.0, "gan": 0.5}, terms)) == 21.5
-    with pytest.raises(ValueError, match=r"terms without a weight \['gan'\]"):
+def test_weighted_sum_known_answer_zero_weights_and_mismatches():
+    called = []
+
+    def term(name, value):
+        def compute():
+            called.append(name)
+            return jnp.asarray(value)
+        return compute
+
+    terms = {"l1": term("l1", 2.0), "gan": term("gan", 3.0), "vgg": term("vgg", 7.0)}
+    total, values = losses.weighted_sum({"l1": 10.0, "gan": 0.5, "vgg": 0.0}, terms)
+    assert float(total) == 21.5 and set(values) == {"l1", "gan"}
+    assert float(values["gan"]) == 3.0 and sorted(called) == ["gan", "l1"]  # vgg not computed
+    with pytest.raises(ValueError, match=r"terms without a weight \['gan', 'vgg'\]"):
         losses.weighted_sum({"l1": 1.0}, terms)
     with pytest.raises(ValueError, match=r"weights without a term \['l2'\]"):
-        losses.weighted_sum({"l1": 1.0, "gan": 1.0, "l2": 1.0}, terms)
+        losses.weighted_sum({"l1": 1.0, "gan": 1.0, "vgg": 1.0, "l2": 1.0}, terms)

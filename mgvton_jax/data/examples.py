@@ -25,6 +25,8 @@ from mgvton_jax.data import representation as rep
 from mgvton_jax.data.pairs import Triplet
 
 IMAGE_KEYS = ("reference_image", "target_image", "clothes")
+# The photos of a raw example: the stored ones and the reference without its clothes.
+RAW_PHOTOS = IMAGE_KEYS + ("reference_without_clothes",)
 PARSING_KEYS = ("reference_parsing", "target_parsing")
 KEYPOINT_KEYS = ("reference_keypoints", "target_keypoints")
 
@@ -49,6 +51,7 @@ GROUND_TRUTH = ("target_image", "target_parsing")  # model inputs that inference
 # Compact examples: name -> (dtype, trailing shape; "H", "W" stand for the image size).
 COMPACT_INPUTS = {
     "reference_image": (np.uint8, ("H", "W", 3)),
+    "reference_without_clothes": (np.uint8, ("H", "W", 3)),  # see `decode_record`
     "target_image": (np.uint8, ("H", "W", 3)),  # the ground truth
     "clothes": (np.uint8, ("H", "W", 3)),
     "clothes_mask": (np.uint8, ("H", "W")),  # {0, 1}
@@ -187,11 +190,18 @@ def resize_photo(photo: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
                                                     Image.BILINEAR))
 
 
-def decode_record(record: dict) -> dict:
+def decode_record(record: dict, clothes_labels: Iterable[int] = constants.CLOTHES_LABELS
+                  ) -> dict:
     """Encoded record -> raw example.
 
+    Args:
+      record: as `load_triplet` writes it.
+      clothes_labels: the reference's labels greyed out in reference_without_clothes, here at
+        the stored resolution: no later resize can mix their colour into the pixels around
+        them (the reference photo itself reaches no network at inference).
     Returns:
-      dict with reference_image, target_image, clothes: (256, 192, 3) uint8;
+      dict with reference_image, reference_without_clothes, target_image, clothes:
+      (256, 192, 3) uint8;
       clothes_mask: (256, 192) uint8 {0, 1}; reference_parsing, target_parsing: (256, 192)
       uint8 label ids; reference_keypoints, target_keypoints: (18, 3) float32; paired: bool.
     """
@@ -202,13 +212,15 @@ def decode_record(record: dict) -> dict:
     for key in KEYPOINT_KEYS:
         raw[key] = np.asarray(record[key], np.float32)
     raw["paired"] = bool(record["paired"])
+    raw["reference_without_clothes"] = rep.photo_without_clothes(
+        raw["reference_image"], raw["reference_parsing"], clothes_labels)
     return raw
 
 
 def flip_raw(raw: dict) -> dict:
     """Mirrors a whole raw example left-right (images, masks, parsing labels, keypoints)."""
     flipped = dict(raw)
-    for key in IMAGE_KEYS + ("clothes_mask",):
+    for key in RAW_PHOTOS + ("clothes_mask",):
         flipped[key] = rep.flip_image(raw[key])
     for key in PARSING_KEYS:
         flipped[key] = rep.flip_parsing(raw[key])
@@ -228,7 +240,7 @@ def resize_raw(raw: dict, image_hw: tuple[int, int]) -> dict:
         return raw
     size = (image_hw[1], image_hw[0])
     resized = dict(raw)
-    for key in IMAGE_KEYS:
+    for key in RAW_PHOTOS:
         resized[key] = resize_photo(raw[key], image_hw)
     for key in PARSING_KEYS + ("clothes_mask",):
         resized[key] = np.asarray(Image.fromarray(raw[key]).resize(size, Image.NEAREST))
@@ -259,7 +271,9 @@ def model_inputs(compact: dict, clothes_labels: Iterable[int] = constants.CLOTHE
 
     Args:
       compact: arrays keyed as `COMPACT_INPUTS` (other keys are ignored).
-      clothes_labels: labels removed from the reference image (docs/design.md).
+      clothes_labels: labels removed from the reference (docs/design.md); the compact
+        reference_without_clothes has them grey already, removed again here so that the
+        region of the resized parsing holds exactly 0.
     """
     reference = _to_signed(compact["reference_image"])
     ref_parsing = compact["reference_parsing"]
@@ -274,6 +288,7 @@ def model_inputs(compact: dict, clothes_labels: Iterable[int] = constants.CLOTHE
         "body_shape": rep.body_shape_mask(ref_parsing),
         "reference_parsing": rep.one_hot_parsing(ref_parsing),
         "target_parsing": rep.one_hot_parsing(compact["target_parsing"]),
-        "reference_without_clothes": rep.remove_clothes(reference, ref_parsing,
-                                                        tuple(clothes_labels)),
+        "reference_without_clothes": rep.remove_clothes(
+            _to_signed(compact["reference_without_clothes"]), ref_parsing,
+            tuple(clothes_labels)),
     }

@@ -40,12 +40,15 @@ class RecordToCompact(grain.transforms.RandomMap):
     split) and "mirrored" (1 if flipped): what identifies it for the frozen-stage cache.
     """
 
-    def __init__(self, flip_probability: float, image_size: tuple[int, int]):
+    def __init__(self, flip_probability: float, image_size: tuple[int, int],
+                 clothes_labels: tuple[int, ...]):
         self.flip_probability = flip_probability
         self.image_size = tuple(image_size)
+        self.clothes_labels = tuple(clothes_labels)
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        raw = examples.resize_raw(examples.decode_record(record), self.image_size)
+        raw = examples.resize_raw(examples.decode_record(record, self.clothes_labels),
+                                  self.image_size)
         mirrored = rng.random() < self.flip_probability
         if mirrored:
             raw = examples.flip_raw(raw)
@@ -68,6 +71,7 @@ def make_dataset(
     num_epochs: int | None = None,
     flip_probability: float = 0.0,
     image_size: tuple[int, int] = constants.IMAGE_SIZE,
+    clothes_labels: tuple[int, ...] = constants.CLOTHES_LABELS,
     process_index: int = 0,
     process_count: int = 1,
     workers: int = 0,
@@ -85,6 +89,7 @@ def make_dataset(
       num_epochs: None repeats forever.
       flip_probability: chance of mirroring a triplet left-right.
       image_size: (H, W) of the model inputs; the stored 256x192 examples are resized.
+      clothes_labels: the reference's labels removed before resizing (`decode_record`).
       process_index, process_count: this process's shard of every global batch
         (`jax.process_index()`, `jax.process_count()`).
       workers: grain worker processes (0 = decode in this process).
@@ -109,8 +114,8 @@ def make_dataset(
     # Augmentation is seeded by the position in the global stream, before the stream is
     # resumed at `start` or split between processes: the same examples, flipped alike, for
     # any process count.
-    dataset = dataset.repeat(num_epochs).random_map(RecordToCompact(flip_probability,
-                                                                    image_size))
+    dataset = dataset.repeat(num_epochs).random_map(
+        RecordToCompact(flip_probability, image_size, clothes_labels))
     dataset = dataset[start:][process_index::process_count]
     dataset = dataset.batch(global_batch_size // process_count, drop_remainder=drop_remainder)
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))

@@ -167,6 +167,21 @@ def remove_clothes(
     return jnp.where(removed, jnp.asarray(fill, image.dtype), image)
 
 
+# The uint8 of the grey that `remove_clothes` fills into [-1, 1] images (0 -> 127.5).
+GREY = 128
+
+
+def photo_without_clothes(photo: np.ndarray, parsing: np.ndarray,
+                          labels: Iterable[int] = constants.CLOTHES_LABELS) -> np.ndarray:
+    """(H, W, 3) uint8 photo -> the same with the pixels of `labels` (its (H, W) parsing) grey.
+
+    NumPy, on the host, at the photo's own resolution: the clothes go before any resize, so
+    that no pixel of a smaller picture mixes their colour into its neighbours (`remove_clothes`
+    on a resized photo would leave such border pixels)."""
+    removed = np.isin(parsing, np.asarray(tuple(labels)))[..., None]
+    return np.where(removed, np.uint8(GREY), photo).astype(np.uint8)
+
+
 # A clothes pixel is background when every channel is at least this (product photos are shot
 # on white; JPEG noise keeps the background a few levels below 255).
 WHITE_LEVEL = 240

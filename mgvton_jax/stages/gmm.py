@@ -79,12 +79,12 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
     def loss_fn(theta):
         grid = tps_grid(theta, gmm.grid_size, mask.shape[1:3])
         terms = {
-            "geometric": losses.geometric_matching_loss(grid_sample(mask, grid, "zeros"),
-                                                        region),
-            "grid_tv": losses.grid_tv_loss(theta, gmm.grid_size),
-            "grid_gic": losses.grid_gic_loss(grid),
+            "geometric": lambda: losses.geometric_matching_loss(
+                grid_sample(mask, grid, "zeros"), region),
+            "grid_tv": lambda: losses.grid_tv_loss(theta, gmm.grid_size),
+            "grid_gic": lambda: losses.grid_gic_loss(grid),
         }
-        return losses.weighted_sum(config.loss, terms), terms
+        return losses.weighted_sum(config.loss, terms)
 
     return generator_update(gmm, optimizers["gmm"], theta, pullback, loss_fn)
 

@@ -48,11 +48,11 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
     def loss_fn(logits, judge):
         probs = jax.nn.softmax(logits, axis=-1)
         terms = {
-            "adversarial": losses.gan_g_loss(judge(probs), kind),
-            "l1": losses.l1_loss(probs, target),
-            "cross_entropy": losses.parsing_cross_entropy(logits, target),
+            "adversarial": lambda: losses.gan_g_loss(judge(probs), kind),
+            "l1": lambda: losses.l1_loss(probs, target),
+            "cross_entropy": lambda: losses.parsing_cross_entropy(logits, target),
         }
-        return losses.weighted_sum(config.loss, terms), terms
+        return losses.weighted_sum(config.loss, terms)
 
     return adversarial_step(
         networks, optimizers, lambda g: _logits(g, batch), concat(batch, CONDITION), target,

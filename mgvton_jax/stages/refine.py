@@ -37,11 +37,11 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
 
     def loss_fn(output):
         terms = {
-            "perceptual": perceptual(output["refined"], target),
-            "mask": losses.mask_regulariser(output["composition_mask"]),
-            "l1": losses.l1_loss(output["refined"], target),
+            "perceptual": lambda: perceptual(output["refined"], target),
+            "mask": lambda: losses.mask_regulariser(output["composition_mask"]),
+            "l1": lambda: losses.l1_loss(output["refined"], target),
         }
-        return losses.weighted_sum(config.loss, terms), terms
+        return losses.weighted_sum(config.loss, terms)
 
     return generator_update(networks["render"], optimizers["render"], output, pullback, loss_fn)
 

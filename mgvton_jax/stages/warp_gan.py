@@ -41,15 +41,15 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
     def loss_fn(output, judge):
         fake_features = judge(output.image)
         terms = {
-            "adversarial": losses.gan_g_loss(fake_features, kind),
-            "perceptual": perceptual(output.image, target),
-            "feature_matching": losses.feature_matching_loss(
+            "adversarial": lambda: losses.gan_g_loss(fake_features, kind),
+            "perceptual": lambda: perceptual(output.image, target),
+            "feature_matching": lambda: losses.feature_matching_loss(
                 judge(target), fake_features, config.loss_options.feature_matching_layers),
-            "l1": losses.l1_loss(output.image, target),
-            "parsing_match": losses.l1_loss(output.match.warped_ref_parsing,
+            "l1": lambda: losses.l1_loss(output.image, target),
+            "parsing_match": lambda: losses.l1_loss(output.match.warped_ref_parsing,
                                             batch["target_parsing"]),
         }
-        return losses.weighted_sum(config.loss, terms), terms
+        return losses.weighted_sum(config.loss, terms)
 
     return adversarial_step(
         networks, optimizers, lambda g: _generate(g, inputs), concat(inputs, CONDITION), target,

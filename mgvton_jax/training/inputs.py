@@ -50,6 +50,7 @@ class TrainingInputs:
         return pipeline.make_dataset(
             self._data_dir, split, config.train.batch_size, seed=config.seed, shuffle=shuffle,
             num_epochs=epochs, flip_probability=flip, image_size=tuple(config.image_size),
+            clothes_labels=tuple(config.data.clothes_labels),
             process_index=jax.process_index(), process_count=jax.process_count(),
             workers=config.data.workers, start=start)
 
