@@ -1,10 +1,11 @@
 """A try-on page in the browser: pick a person, clothes and a target pose, press Try on.
 
-    python -m mgvton_jax.demo --model MODEL_DIR [--port 7860] [--examples DATA_DIR]
+    python -m mgvton_jax.demo [--model MODEL_DIR] [--port 7860] [--examples DATA_DIR]
 
 Serves one page on http://127.0.0.1:PORT (--host to listen elsewhere). The galleries come
-from a data set directory in any layout the builder reads (--examples; default: a few
-synthetic people written to a temporary folder, the demo model's own kind of data): people,
+from a data set directory in any layout the builder reads (--examples; default: with the
+shipped VITON model (no --model) the shipped VITON examples, else a few synthetic people
+written to a temporary folder, the demo model's own kind of data): people,
 product images, and target poses drawn as stick figures. A person can also be uploaded
 (photo, parsing PNG and OpenPose JSON): the upload is checked (`mgvton_jax.prep.checks`) and
 the checker's messages are shown on the page; an unusable upload is refused. The result is
@@ -38,7 +39,7 @@ from mgvton_jax import constants, visualize
 from mgvton_jax.data import layouts, readers
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.data.synth import write_synthetic_mpv
-from mgvton_jax.export import ModelError
+from mgvton_jax.export import SHIPPED_EXAMPLES, ModelError, describe, shipped_model
 from mgvton_jax.prep import checks
 from mgvton_jax.tryon import TryOn
 
@@ -286,16 +287,21 @@ def make_server(model: str | Path, examples: str | Path | None = None,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mgvton_jax.demo",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="model directory (mgvton_jax.export)")
+    parser.add_argument("--model", help="model directory (mgvton_jax.export; default: the "
+                        "shipped VITON model, pretrained/viton)")
     parser.add_argument("--examples", help="data set directory for the galleries (default: "
-                        "a few synthetic people)")
+                        "with the shipped model its VITON examples, else a few synthetic "
+                        "people)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=16)
     args = parser.parse_args(argv)
     try:
-        server, temporary = make_server(args.model, args.examples, args.host, args.port,
+        model = args.model or shipped_model()
+        print(describe(model), flush=True)
+        examples = args.examples or (SHIPPED_EXAMPLES if args.model is None else None)
+        server, temporary = make_server(model, examples, args.host, args.port,
                                         args.max_upload_mb)
     except (ModelError, DataError, OSError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -32,6 +32,30 @@ class ModelError(RuntimeError):
     """A model directory that cannot be written or read; the message names it."""
 
 
+# What the repository ships (README, "Results on VITON"): the model trained on VITON, and a
+# few VITON test people and clothes to try it on.
+_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = _ROOT / "pretrained" / "viton"
+SHIPPED_EXAMPLES = _ROOT / "examples" / "viton"
+
+
+def shipped_model() -> Path:
+    """The shipped model's directory. Raises ModelError where this install lacks it (a
+    package installed without the repository)."""
+    if not (SHIPPED_MODEL / "manifest.json").is_file():
+        raise ModelError(f"no --model given and the shipped model {SHIPPED_MODEL} is not "
+                         "there (a clone of the repository has it); name a model directory "
+                         "with --model")
+    return SHIPPED_MODEL
+
+
+def describe(path: str | os.PathLike) -> str:
+    """One line saying which model a command uses."""
+    shipped = Path(path).resolve() == SHIPPED_MODEL
+    return f"model: {path}" + (" (the shipped VITON model, pretrained/viton/MODEL_CARD.md)"
+                               if shipped else "")
+
+
 def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Writes every stage of the pipeline trained in workdir (WORKDIR/STAGE) to out.
 

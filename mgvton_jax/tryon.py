@@ -1,10 +1,11 @@
 """Try-on from files: a person photo, its parsing, a clothes image and a target pose.
 
-    python -m mgvton_jax.tryon --model M --person P.jpg --person-parsing P.png \
+    python -m mgvton_jax.tryon [--model M] --person P.jpg --person-parsing P.png \
         --clothes C.jpg --pose T_keypoints.json --out OUT.png
-    python -m mgvton_jax.tryon --model M --pairs LIST.txt --data-root D --out-dir O
+    python -m mgvton_jax.tryon [--model M] --pairs LIST.txt --data-root D --out-dir O
 
-M is a model directory (`python -m mgvton_jax.export`). Inputs of any size are fitted into the
+M is a model directory (`python -m mgvton_jax.export`); without --model, the shipped VITON
+model (pretrained/viton/). Inputs of any size are fitted into the
 model's frame (resized, keeping the aspect, and padded: white for photos, background for the
 parsing) with the keypoints mapped alike; the result is cropped and resized back (bicubic) and
 composed with the photo's own pixels where the try-on keeps them (`mgvton_jax.photo_size`), so
@@ -37,7 +38,7 @@ from mgvton_jax import distributed, inference, photo_size
 from mgvton_jax.data import layouts
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
-from mgvton_jax.export import ModelError
+from mgvton_jax.export import ModelError, describe, shipped_model
 from mgvton_jax.mesh import round_up
 from mgvton_jax.tryon_inputs import TryOnInputs, framed_example, read_inputs
 
@@ -204,7 +205,8 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mgvton_jax.tryon",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="model directory (mgvton_jax.export)")
+    parser.add_argument("--model", help="model directory (mgvton_jax.export; default: the "
+                        "shipped VITON model, pretrained/viton)")
     parser.add_argument("--person", help="person photo (any size)")
     parser.add_argument("--person-parsing", help="LIP/CIHP label-id PNG of the person photo")
     parser.add_argument("--clothes", help="clothes (product) image")
@@ -235,8 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                args.distributed)
+        model = args.model or shipped_model()
+        if distributed.is_main():
+            print(describe(model), file=sys.stderr)
         if args.pairs:
-            if not _run_pairs(TryOn.load(args.model, args.batch_size), args.pairs, args.data_root,
+            if not _run_pairs(TryOn.load(model, args.batch_size), args.pairs, args.data_root,
                               args.out_dir, args.intermediates):
                 raise SystemExit("error: no pair could be tried on")
             return
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{args.out}: unknown image type; use .png or .jpg")
         for note in inputs.notes:
             print(f"note: {note}", file=sys.stderr)
-        result = TryOn.load(args.model)(inputs=inputs)
+        result = TryOn.load(model)(inputs=inputs)
         written = write_result(result, args.out, args.intermediates)
     except (DataError, ModelError, distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -186,6 +186,8 @@ def test_user_errors_of_the_train_command_are_one_line(synthetic_data_dir, tmp_p
     cases = [
         (["--config", "configs/gmm.py:tiyn", "--workdir", tmp_path / "w"],
          "no variant 'tiyn'; the variants are full, tiny"),
+        (["--config", "configs/viton.py:tiny", "--workdir", tmp_path / "w"],
+         "no variant 'tiny'; the variants are full, cpu"),
         (["--config", "configs/gmm.py:tiny", "--workdir", a_file, data],
          f"--workdir {a_file} is a file"),
         (["--config", "configs/parsing.py:tiny", "--workdir", tmp_path / "w", data,

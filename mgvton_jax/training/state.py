@@ -13,6 +13,7 @@ from flax import nnx
 
 from mgvton_jax import stages
 from mgvton_jax.checkpoints import load_inference_networks, stage_dir
+from mgvton_jax.config_lib import VARIANTS
 from mgvton_jax.models import vgg
 from mgvton_jax.stages import StageMissingError
 
@@ -75,8 +76,9 @@ def load_frozen(config: ml_collections.ConfigDict, workdir: str | Path
     root = Path(config.frozen.workdir or workdir)
     for name in stages.required_stages(config.stage, config):
         try:
-            frozen[name], meta = load_inference_networks(name, stage_dir(root, name),
-                                                         config.variant)
+            # A stage file's variant names its command; others (configs/viton.py:cpu) don't.
+            variant = config.variant if config.variant in VARIANTS else "VARIANT"
+            frozen[name], meta = load_inference_networks(name, stage_dir(root, name), variant)
         except StageMissingError as err:
             raise StageMissingError(
                 f"stage {config.stage!r} needs a trained {name!r} stage, but {err}") from None
