@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> None:
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                args.distributed)
         model = args.model or shipped_model()
-        if distributed.is_main():
-            print(describe(model), file=sys.stderr)
         if args.pairs:
+            if distributed.is_main():
+                print(describe(model), file=sys.stderr)
             if not _run_pairs(TryOn.load(model, args.batch_size), args.pairs, args.data_root,
                               args.out_dir, args.intermediates):
                 raise SystemExit("error: no pair could be tried on")
@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                              args.clothes_mask, args.pose_size)
         if Path(args.out).suffix.lower() not in Image.registered_extensions():
             raise DataError(f"{args.out}: unknown image type; use .png or .jpg")
+        print(describe(model), file=sys.stderr)
         for note in inputs.notes:
             print(f"note: {note}", file=sys.stderr)
         result = TryOn.load(model)(inputs=inputs)

@@ -15,7 +15,7 @@ from PIL import Image
 from real_samples import JDAI, needs_real_samples
 
 import mgvton_jax
-from mgvton_jax import export, stages, tryon, tryon_inputs, visualize
+from mgvton_jax import export, photo_size, stages, tryon, tryon_inputs, visualize
 from mgvton_jax.data import examples, pipeline, readers, representation
 
 # What the four stages declare as try-on's intermediates (`Stage.intermediates`).
@@ -88,7 +88,13 @@ def test_tryon_at_the_model_size_is_the_pipeline_walk(model, model_dir, syntheti
     batch = examples.model_inputs(
         {k: v[None] for k, v in examples.compact_example(raw).items()})
     walk = jax.jit(lambda s, b: stages.run_stages(stages.PIPELINE, nnx.merge(graphdef, s), b))
-    expected = visualize.to_rgb(jax.device_get(walk(state, batch))["refined"][0])
+    values = jax.device_get(walk(state, batch))
+    walked = visualize.to_rgb(values["refined"][0])
+    # The photo where the try-on keeps it (photo_size), the walk's picture elsewhere.
+    keep = photo_size.keep_mask(raw["reference_parsing"],
+                                values["parsing"][0].argmax(-1).astype(np.uint8))
+    assert 0 < keep.mean() < 1
+    expected = np.where(keep[..., None], raw["reference_image"], walked)
     assert result.image.shape == (64, 48, 3)
     assert np.abs(result.image.astype(int) - expected).max() <= 1
     assert set(result.intermediates) == set(INTERMEDIATES) and result.notes == []
