@@ -1,6 +1,6 @@
 """VITON photos, all four stages: pose-fixed try-on (each person's target pose is their own).
 
-Variants: "cpu" (128x96, narrow networks: the four stages train in about 90 minutes on 2 CPU
+Variants: "cpu" (128x96, narrow networks: the four stages train in about 70 minutes on 2 CPU
 cores; the model in pretrained/viton/) and "full" (the paper's 256x192 and widths, for
 accelerators). One field names the data set for every stage: --config.data_dir.
 
@@ -21,7 +21,7 @@ VARIANTS = ("full", "cpu")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # cpu: training steps per stage at batch 4, from the measured throughput (docs/viton.md):
-# about 4, 2, 30 and 15 minutes on 2 CPU cores.
+# 15.6, 2.3, 32.8 and 17.1 minutes on 2 CPU cores (2026-12-07).
 CPU_STEPS = {"parsing": 3000, "gmm": 4000, "warp_gan": 4000, "refine": 1200}
 
 

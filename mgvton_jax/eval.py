@@ -80,7 +80,8 @@ class _Pictures:
             name = f"grid_{self.gridded:04d}.png"
             visualize.save_png(self.out / "grids" / name, visualize.batch_grid(
                 {k: pictures[k][:rows] for k in self.columns}, self.columns, max_rows=rows))
-            shown = [k for k in PHOTO_COLUMNS if k in photo]
+            shown = [k for k in PHOTO_COLUMNS if k in photo
+                     and (self.paired or k != "ground_truth")]
             visualize.save_png(self.out / "photo_grids" / name, visualize.batch_grid(
                 {k: photo[k][:rows] for k in shown}, shown, max_rows=rows))
             self.gridded += rows
