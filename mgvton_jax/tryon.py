@@ -59,10 +59,12 @@ class TryOn:
     """A trained pipeline that dresses people: `TryOn.load(model_dir)(person=..., ...)`.
 
     batch_size: examples per walk of `dress` (rounded up to a multiple of the devices).
+    compose: the result keeps the photo's own pixels where the try-on keeps them
+      (`photo_size`); False gives the network's picture resized to the photo, everywhere.
     """
 
-    def __init__(self, model: inference.Pipeline, batch_size: int = 8):
-        self.model = model
+    def __init__(self, model: inference.Pipeline, batch_size: int = 8, compose: bool = True):
+        self.model, self.compose = model, compose
         self.batch_size = round_up(batch_size, model.batch_multiple)
         self.intermediates = tuple(key for key in model.columns("intermediates")
                                    if key != model.image_key)
@@ -110,11 +112,12 @@ class TryOn:
                 inputs = many[start + row]
                 back = {key: fit.back(pictures[key][row], Image.NEAREST if key == "parsing"
                                       else Image.BILINEAR) for key in self.intermediates}
-                generated = fit.back(label_maps[photo_size.PARSING][row], Image.NEAREST)
-                keep = photo_size.keep_mask(inputs.parsing, generated, labels)
-                image = photo_size.compose(
-                    inputs.photo, fit.back(pictures[self.model.image_key][row], Image.BICUBIC),
-                    keep)
+                image = fit.back(pictures[self.model.image_key][row], Image.BICUBIC)
+                if self.compose:
+                    generated = fit.back(label_maps[photo_size.PARSING][row], Image.NEAREST)
+                    image = photo_size.compose(
+                        inputs.photo, image,
+                        photo_size.keep_mask(inputs.parsing, generated, labels))
                 results.append(TryOnResult(image, back, inputs.notes))
         return results
 

@@ -98,13 +98,14 @@ def test_a_fifth_stage_appears_in_evaluation_and_try_on(five_stages, synthetic_d
     assert grid.shape[1] == len(columns) * tile
     record = pipeline.data_source(synthetic_data_dir, "test")[0]
     raw = examples.resize_raw(examples.decode_record(record), (64, 48))
-    result = tryon.TryOn(five_stages)(
+    result = tryon.TryOn(five_stages, compose=False)(  # the network's picture alone
         person=raw["reference_image"], person_parsing=raw["reference_parsing"],
         clothes=raw["clothes"], clothes_mask=raw["clothes_mask"], pose=raw["target_keypoints"])
     assert list(result.intermediates) == ["parsing", "warped_clothes", "coarse",
                                           "composition_mask", "upscale_mask"]
     refined = tryon.TryOn(inference.Pipeline(
-        stages.PIPELINE[:-1], five_stages.networks, five_stages.steps, five_stages.configs))(
+        stages.PIPELINE[:-1], five_stages.networks, five_stages.steps, five_stages.configs),
+        compose=False)(
         person=raw["reference_image"], person_parsing=raw["reference_parsing"],
         clothes=raw["clothes"], clothes_mask=raw["clothes_mask"], pose=raw["target_keypoints"])
     np.testing.assert_array_equal(result.image, refined.image[::-1])  # the fifth stage's
