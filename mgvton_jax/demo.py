@@ -103,24 +103,26 @@ class Gallery:
         self.people: dict[str, Person] = {}
         self.clothes: dict[str, Clothes] = {}
         self.poses: dict[str, Pose] = {}
-        seen: set[Path] = set()
+        # One set per kind: a photo can be both a person and a pose (VITON's pose-fixed
+        # pairs have the reference as the target).
+        seen: dict[str, set[Path]] = {"people": set(), "poses": set(), "clothes": set()}
         for triplet in source.pair_list.triplets:
             try:
                 photo = layout.find(layouts.PERSON, triplet.reference, triplet.split)
-                if photo not in seen and len(self.people) < size:
-                    seen.add(photo)
+                if photo not in seen["people"] and len(self.people) < size:
+                    seen["people"].add(photo)
                     self.people[f"p{len(self.people)}"] = Person(
                         photo, layout.find(layouts.PARSING, triplet.reference, triplet.split))
                 target = layout.find(layouts.PERSON, triplet.target, triplet.split)
-                if target not in seen and len(self.poses) < size:
-                    seen.add(target)
+                if target not in seen["poses"] and len(self.poses) < size:
+                    seen["poses"].add(target)
                     with Image.open(target) as image:
                         hw = (image.height, image.width)
                     self.poses[f"k{len(self.poses)}"] = Pose(
                         layout.find(layouts.KEYPOINTS, triplet.target, triplet.split), hw)
                 image = layout.find(layouts.CLOTHES, triplet.clothes, triplet.split)
-                if image not in seen and len(self.clothes) < size:
-                    seen.add(image)
+                if image not in seen["clothes"] and len(self.clothes) < size:
+                    seen["clothes"].add(image)
                     self.clothes[f"c{len(self.clothes)}"] = Clothes(
                         image, layout.find(layouts.CLOTHES_MASK, triplet.clothes,
                                            triplet.split))

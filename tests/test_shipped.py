@@ -78,3 +78,12 @@ def test_tryon_without_model_uses_the_shipped_one(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "the shipped VITON model" in run.stderr
     assert np.asarray(Image.open(out)).shape == (256, 192, 3)
+
+
+def test_the_page_gallery_offers_every_shipped_person_clothes_and_pose():
+    # VITON's pairs are pose-fixed: each photo is a person and a pose (a bug once dropped the
+    # poses, and the page refused the examples).
+    from mgvton_jax.demo import Gallery
+
+    gallery = Gallery(SHIPPED_EXAMPLES)
+    assert (len(gallery.people), len(gallery.clothes), len(gallery.poses)) == (4, 4, 4)
