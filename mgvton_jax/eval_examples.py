@@ -65,8 +65,11 @@ def select(data_dir: Path, mode: str, seed: int = 0, names: set[str] | None = No
     count = len(source)
     if count == 0:
         raise DataError(f"{data_dir}: the test split is empty")
-    keys = [_photos(source[i]["key"]) for i in range(count)]
-    paired = [bool(source[i]["paired"]) for i in range(count)]
+    keys, paired = [], []
+    for i in range(count):  # each record read once
+        record = source[i]
+        keys.append(_photos(record["key"]))
+        paired.append(bool(record["paired"]))
     left_out: dict[str, int] = {}
     if mode == "paired":
         indices = [i for i in range(count) if paired[i]]

@@ -52,7 +52,7 @@ def shipped_model() -> Path:
 def describe(path: str | os.PathLike) -> str:
     """One line saying which model a command uses."""
     shipped = Path(path).resolve() == SHIPPED_MODEL
-    return f"model: {path}" + (" (the shipped VITON model, pretrained/viton/MODEL_CARD.md)"
+    return f"model: {path}" + (" (the shipped VITON model, pretrained/viton/MODEL.md)"
                                if shipped else "")
 
 

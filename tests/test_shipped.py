@@ -37,7 +37,7 @@ def tryon():
 def test_the_shipped_model_is_small_and_documented():
     size = sum(f.stat().st_size for f in SHIPPED_MODEL.rglob("*") if f.is_file())
     assert size <= 30 * 2**20
-    card = (SHIPPED_MODEL / "MODEL_CARD.md").read_text()
+    card = (SHIPPED_MODEL / "MODEL.md").read_text()
     assert "python -m mgvton_jax.train --config configs/viton.py:cpu" in card
     assert "research" in card
     _, manifest = load_model(SHIPPED_MODEL)
