@@ -1,13 +1,14 @@
 """Configuration shared by every stage; the stage files in `configs/` build on `base_config`.
 
 A config is an `ml_collections.ConfigDict`:
-- stage (a name in `mgvton_jax.stages.PIPELINE`), variant ("full": paper sizes; "tiny":
+- stage (a name in `mgvton_jax.stages.STAGES`), variant ("full": paper sizes; "tiny":
   64x48, narrow widths, for CPU), image_size, seed;
 - data: data_dir ("" = the synthetic MPV set, written and built under the workdir),
   synthetic_people, flip_probability, workers, clothes_labels;
 - model: one section per network kind, passed to its constructor as keywords
   (`Network.build` in `mgvton_jax.stages.base`; fields below);
 - train: batch_size (global), epochs, num_steps (> 0 overrides epochs), Adam lr/b1/b2/adam_eps,
+  lr_schedule,
   compute_dtype, remat, log_every, sample_every, checkpoint_every, keep_checkpoints,
   cache_frozen;
 - loss: the stage's loss weights, one per loss term (no other fields);
@@ -21,7 +22,8 @@ Model sections: parsing, refine (ResnetGenerator): ngf, n_downsample, n_blocks,
 convs_per_block, norm ("batch" | "instance" | "none"), upsample ("transpose": the paper's
 transposed convolutions | "resize": nearest x2 + 3x3 convolution); warp_gan: those plus
 matcher_ngf, matcher_n_layers, matcher_norm, grid_size; discriminator: ndf, n_layers, num_d,
-norm; gmm: ngf, n_layers, grid_size, norm. "full" is the paper's sizes (docs/design.md);
+norm; gmm: ngf, n_layers, grid_size, norm; analyzer (the person analyzer): width,
+max_width, levels, norm, upsample. "full" is the paper's sizes (docs/design.md);
 "tiny" has 8 filters, generators that downsample twice (bottleneck 16x12) with 2 residual
 blocks, D 2 layers, 2-layer GMM / matcher feature extractors so that 64x48 inputs still leave a
 non-empty regression map, and resize-convolution upsampling.
@@ -58,6 +60,8 @@ def model_config(variant: str) -> ml_collections.ConfigDict:
                       matcher_norm="batch", grid_size=5),
         discriminator=dict(ndf=width, n_layers=3 if full else 2, num_d=2, norm="instance"),
         gmm=dict(ngf=width, n_layers=matcher_layers, grid_size=5, norm="batch"),
+        analyzer=dict(width=32 if full else 8, max_width=256 if full else 64,
+                      levels=5 if full else 4, norm="batch", upsample="resize"),
     ))
 
 
@@ -84,6 +88,7 @@ def base_config(stage: str, variant: str) -> ml_collections.ConfigDict:
         epochs=1,
         num_steps=0,
         lr=2e-4 if full else 1e-3,  # paper; tiny: measured best of 5e-4, 1e-3, 2e-3
+        lr_schedule="constant",  # or "cosine": decayed to 0 over num_steps
         b1=0.5,
         b2=0.999,
         adam_eps=1e-8,

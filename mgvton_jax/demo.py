@@ -6,9 +6,11 @@ Serves one page on http://127.0.0.1:PORT (--host to listen elsewhere). The galle
 from a data set directory in any layout the builder reads (--examples; default: with the
 shipped VITON model (no --model) the shipped VITON examples, else a few synthetic people
 written to a temporary folder, the demo model's own kind of data): people,
-product images, and target poses drawn as stick figures. A person can also be uploaded
-(photo, parsing PNG and OpenPose JSON): the upload is checked (`mgvton_jax.prep.checks`) and
-the checker's messages are shown on the page; an unusable upload is refused. The result is
+product images, and target poses drawn as stick figures. A person can also be uploaded: a
+plain photo, whose parsing and pose the person analyzer finds (`mgvton_jax.analyze`; shown on
+the page), or a photo with its parsing PNG and OpenPose JSON. The upload is checked
+(`mgvton_jax.prep.checks`) and the checker's messages are shown on the page; an unusable
+upload, or a photo without a person, is refused. The result is
 shown at the photo's size beside the synthesized parsing, the warped clothes, the coarse result
 and the composition mask.
 
@@ -33,9 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from mgvton_jax import constants, visualize
+from mgvton_jax import analyze, visualize
+from mgvton_jax.analyze import Analyzer
 from mgvton_jax.data import layouts, readers
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.data.synth import write_synthetic_mpv
@@ -57,22 +60,6 @@ def _data_url(picture: np.ndarray | Image.Image, height: int | None = None) -> s
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def stick_figure(keypoints: np.ndarray, photo_hw: tuple[int, int]) -> Image.Image:
-    """The pose as limbs and joints on white, at the photo's size."""
-    image = Image.new("RGB", (photo_hw[1], photo_hw[0]), "white")
-    draw = ImageDraw.Draw(image)
-    width = max(2, photo_hw[0] // 64)
-    visible = keypoints[:, 2] > 0
-    colours = (visualize.hue_colours(len(constants.LIMBS)) * 255).astype(int)
-    for (a, b), colour in zip(constants.LIMBS, colours, strict=True):
-        if visible[a] and visible[b]:
-            draw.line([tuple(keypoints[a, :2]), tuple(keypoints[b, :2])],
-                      fill=tuple(colour.tolist()), width=width)
-    for x, y, _ in keypoints[visible]:
-        draw.ellipse([x - width, y - width, x + width, y + width], fill="black")
-    return image
 
 
 @dataclass
@@ -139,7 +126,7 @@ class Gallery:
         return {
             "people": thumbnails(self.people, lambda p: readers.read_rgb(p.photo)),
             "clothes": thumbnails(self.clothes, lambda c: readers.read_rgb(c.image)),
-            "poses": thumbnails(self.poses, lambda k: stick_figure(
+            "poses": thumbnails(self.poses, lambda k: visualize.stick_figure(
                 readers.read_keypoints(k.keypoints).keypoints, k.photo_hw)),
         }
 
@@ -166,16 +153,37 @@ class TryOnApp:
         self.gallery_json = gallery.as_json()
 
     def upload(self, body: dict) -> dict:
-        """{photo, parsing, keypoints}: base64 files -> {ok, id (if usable), problems}."""
+        """{photo[, parsing][, keypoints]}: base64 files -> {ok, id (if usable), problems,
+        image, analysis (the analyzer's parsing and pose pictures, when it made either)}.
+        What is not given is analysed from the photo."""
         with self.lock:
             folder = self.upload_dir / f"u{len(list(self.upload_dir.iterdir()))}"
             folder.mkdir()
-        suffix = Path(str(body.get("photo_name", "photo.jpg"))).suffix.lower()
+        name = Path(str(body.get("photo_name") or "photo.jpg")).name
+        suffix = Path(name).suffix.lower()
         suffix = suffix if suffix in (".png", ".jpg", ".jpeg") else ".jpg"
         files = {"photo": folder / f"photo{suffix}", "parsing": folder / "parsing.png",
                  "keypoints": folder / "keypoints.json"}
-        for key, path in files.items():
-            path.write_bytes(_decode(body.get(key), key))
+        files["photo"].write_bytes(_decode(body.get("photo"), "photo"))
+        reply = {}
+        given = [key for key in ("parsing", "keypoints") if body.get(key)]
+        for key in given:
+            files[key].write_bytes(_decode(body[key], key))
+        if len(given) < 2:  # the analyzer makes what was not given
+            photo = readers.read_rgb(files["photo"])
+            with self.lock:
+                try:
+                    analysis = self.tryon.analyzer(photo, name)
+                except analyze.NoPersonError as err:
+                    return {"ok": False, "problems": [{"message": str(err), "fix": None,
+                                                       "usable": False, "file": ""}]}
+            if "parsing" not in given:
+                analyze.write_parsing(files["parsing"], analysis.parsing)
+            if "keypoints" not in given:
+                analyze.write_keypoints(files["keypoints"], analysis.keypoints)
+            parsing_picture, pose_picture = analyze.preview(photo, analysis)
+            reply["analysis"] = {"parsing": _data_url(parsing_picture, THUMBNAIL_HEIGHT * 2),
+                                 "pose": _data_url(pose_picture, THUMBNAIL_HEIGHT * 2)}
         problems = checks.check_person(files["photo"], files["parsing"], files["keypoints"])
         shown = [{"message": p.message, "fix": p.fix, "usable": p.usable,
                   "file": Path(p.file).name} for p in problems]
@@ -186,7 +194,7 @@ class TryOnApp:
         with Image.open(files["photo"]) as image:
             hw = (image.height, image.width)
         self.gallery.poses[f"k{key}"] = Pose(files["keypoints"], hw)
-        return {"ok": True, "id": key, "problems": shown,
+        return {**reply, "ok": True, "id": key, "problems": shown,
                 "image": _data_url(readers.read_rgb(files["photo"]), THUMBNAIL_HEIGHT)}
 
     def try_on(self, body: dict) -> dict:
@@ -264,11 +272,12 @@ def make_handler(app: TryOnApp, max_body: int) -> type[BaseHTTPRequestHandler]:
 
 
 def make_server(model: str | Path, examples: str | Path | None = None,
-                host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 16
-                ) -> tuple[ThreadingHTTPServer, Path]:
+                host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 16,
+                analyzer: str | Path | None = None) -> tuple[ThreadingHTTPServer, Path]:
     """The page's server (not yet serving) and its temporary folder (uploads, synthetic
-    examples), which the caller removes. Raises ModelError or DataError (named files)."""
-    tryon = TryOn.load(model)
+    examples), which the caller removes; analyzer: the person analyzer's directory (None:
+    the shipped one). Raises ModelError or DataError (named files)."""
+    tryon = TryOn.load(model, analyzer=Analyzer.load(analyzer))
     temporary = Path(tempfile.mkdtemp(prefix="mgvton_demo_"))
     try:
         if examples is None:
@@ -294,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", help="data set directory for the galleries (default: "
                         "with the shipped model its VITON examples, else a few synthetic "
                         "people)")
+    parser.add_argument("--analyzer", help="person analyzer for plain-photo uploads (default: "
+                        "the shipped one, pretrained/analyzer)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -304,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         print(describe(model), flush=True)
         examples = args.examples or (SHIPPED_EXAMPLES if args.model is None else None)
         server, temporary = make_server(model, examples, args.host, args.port,
-                                        args.max_upload_mb)
+                                        args.max_upload_mb, args.analyzer)
     except (ModelError, DataError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
     host, port = server.server_address[:2]

@@ -1,6 +1,7 @@
 """Exports a trained pipeline as one self-contained model directory, and loads it back.
 
     python -m mgvton_jax.export --workdir W --out M
+    python -m mgvton_jax.export --workdir W --out A --analyzer   # the person analyzer
 
 M/manifest.json names the stages (in pipeline order) with their checkpoint steps, the image
 size and the parsing labels; M/STAGE/config.json is the stage's training config and
@@ -32,32 +33,46 @@ class ModelError(RuntimeError):
     """A model directory that cannot be written or read; the message names it."""
 
 
-# What the repository ships (README, "Results on VITON"): the model trained on VITON, and a
-# few VITON test people and clothes to try it on.
+# What the repository ships (README, "Results on VITON"): the model trained on VITON, the
+# person analyzer trained on VITON, and a few VITON test people and clothes to try them on.
 _ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = _ROOT / "pretrained" / "viton"
+SHIPPED_ANALYZER = _ROOT / "pretrained" / "analyzer"
 SHIPPED_EXAMPLES = _ROOT / "examples" / "viton"
+ANALYZER = "analyzer"  # the stage exported by --analyzer
+
+
+def _shipped(path: Path, what: str, flag: str) -> Path:
+    if not (path / "manifest.json").is_file():
+        raise ModelError(f"no {flag} given and the shipped {what} {path} is not there (a "
+                         f"clone of the repository has it); name a model directory with {flag}")
+    return path
 
 
 def shipped_model() -> Path:
-    """The shipped model's directory. Raises ModelError where this install lacks it (a
-    package installed without the repository)."""
-    if not (SHIPPED_MODEL / "manifest.json").is_file():
-        raise ModelError(f"no --model given and the shipped model {SHIPPED_MODEL} is not "
-                         "there (a clone of the repository has it); name a model directory "
-                         "with --model")
-    return SHIPPED_MODEL
+    """The shipped try-on model's directory. Raises ModelError where this install lacks it
+    (a package installed without the repository)."""
+    return _shipped(SHIPPED_MODEL, "model", "--model")
 
 
-def describe(path: str | os.PathLike) -> str:
-    """One line saying which model a command uses."""
-    shipped = Path(path).resolve() == SHIPPED_MODEL
-    return f"model: {path}" + (" (the shipped VITON model, pretrained/viton/MODEL.md)"
-                               if shipped else "")
+def shipped_analyzer() -> Path:
+    """The shipped person analyzer's directory (ModelError as `shipped_model`)."""
+    return _shipped(SHIPPED_ANALYZER, "person analyzer", "--analyzer")
 
 
-def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Writes every stage of the pipeline trained in workdir (WORKDIR/STAGE) to out.
+def describe(path: str | os.PathLike, what: str = "model") -> str:
+    """One line saying which model (or analyzer: what="analyzer") a command uses."""
+    resolved = Path(path).resolve()
+    shipped = {SHIPPED_MODEL: "the shipped VITON model, pretrained/viton/MODEL.md",
+               SHIPPED_ANALYZER: "the shipped VITON person analyzer, "
+                                 "pretrained/analyzer/MODEL.md"}.get(resolved)
+    return f"{what}: {path}" + (f" ({shipped})" if shipped else "")
+
+
+def export_model(workdir: str | os.PathLike, out: str | os.PathLike,
+                 names: tuple[str, ...] = stages.PIPELINE) -> dict:
+    """Writes the stages `names` (default: the try-on pipeline) trained in workdir
+    (WORKDIR/STAGE) to out.
 
     The directory appears whole or not at all: it is written under a temporary name and
     renamed. In a multi-process run every process reads the checkpoints (orbax restores
@@ -70,7 +85,7 @@ def export_model(workdir: str | os.PathLike, out: str | os.PathLike) -> dict:
     if out.exists():
         raise ModelError(f"{out} exists; choose another --out or remove it")
     loaded = {name: load_inference_networks(name, Path(workdir) / name)
-              for name in stages.PIPELINE}
+              for name in names}
     first_config = next(iter(loaded.values()))[1]["config"]
     manifest = {"format": FORMAT, "image_size": first_config["image_size"],
                 "labels": list(constants.LIP_LABELS),
@@ -141,12 +156,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="the training workdir (W/STAGE/...)")
     parser.add_argument("--out", required=True, help="the model directory to write (new)")
+    parser.add_argument("--analyzer", action="store_true",
+                        help="export the person analyzer (W/analyzer), not the try-on pipeline")
     distributed.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                                args.distributed)
-        manifest = export_model(args.workdir, args.out)
+        manifest = export_model(args.workdir, args.out,
+                                (ANALYZER,) if args.analyzer else stages.PIPELINE)
     except (ModelError, stages.StageMissingError, CheckpointError,
             distributed.DistributedError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -3,7 +3,8 @@
     python -m mgvton_jax.train --config configs/STAGE.py[:tiny] --workdir W [--config.x=y]
     python -m mgvton_jax.train --config configs/pipeline.py:tiny --workdir W   # all four
 
-STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine); W/STAGE
+STAGE is one of `mgvton_jax.stages.PIPELINE` (parsing, gmm, warp_gan, refine) or the person
+analyzer (configs/analyzer.py, trained apart from the pipeline); W/STAGE
 holds that stage's checkpoints, config.json, metrics.jsonl and samples/. Rerunning a command
 resumes it. Multi-host: call every process with --coordinator-address/--num-processes/
 --process-id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or with
@@ -57,7 +58,7 @@ def parse_flags(argv: list[str]) -> list[str]:
             path, _, variant = value.partition(":")
             if not os.path.isfile(path):
                 raise SystemExit(f"error: --config {path}: no such file; the stage configs are "
-                                 f"configs/{{{','.join(stages.PIPELINE)}}}.py and "
+                                 f"configs/{{{','.join(stages.STAGES)}}}.py and "
                                  "configs/pipeline.py")
             variants = file_variants(path)
             if variant and variant not in variants:

@@ -1,21 +1,25 @@
-"""Try-on from files: a person photo, its parsing, a clothes image and a target pose.
+"""Try-on from files: a person photo, a clothes image and a target pose.
 
-    python -m mgvton_jax.tryon [--model M] --person P.jpg --person-parsing P.png \
-        --clothes C.jpg --pose T_keypoints.json --out OUT.png
+    python -m mgvton_jax.tryon [--model M] --person P.jpg --clothes C.jpg --out OUT.png \
+        [--pose T_keypoints.json | --pose T.jpg] [--person-parsing P.png]
     python -m mgvton_jax.tryon [--model M] --pairs LIST.txt --data-root D --out-dir O
 
 M is a model directory (`python -m mgvton_jax.export`); without --model, the shipped VITON
-model (pretrained/viton/). Inputs of any size are fitted into the
-model's frame (resized, keeping the aspect, and padded: white for photos, background for the
-parsing) with the keypoints mapped alike; the result is cropped and resized back (bicubic) and
-composed with the photo's own pixels where the try-on keeps them (`mgvton_jax.photo_size`), so
-OUT has the person photo's size and sharpness outside the clothes and arms. The parsing is
-LIP/CIHP label ids of the person photo, the pose an OpenPose COCO-18 JSON measured on a photo
-of the person photo's size (else --pose-size).
+model (pretrained/viton/). What is not given about the person comes from the person analyzer
+(`mgvton_jax.analyze`; --analyzer, default the shipped one, pretrained/analyzer/): the
+parsing of P.jpg when --person-parsing is left out, the target pose from P.jpg itself when
+--pose is left out, or from another photo when --pose names one. Inputs of any size are
+fitted into the model's frame (resized, keeping the aspect, and padded: white for photos,
+background for the parsing) with the keypoints mapped alike; the result is cropped and resized
+back (bicubic) and composed with the photo's own pixels where the try-on keeps them
+(`mgvton_jax.photo_size`), so OUT has the person photo's size and sharpness outside the
+clothes and arms. A parsing is LIP/CIHP label ids of the person photo, a pose an OpenPose
+COCO-18 JSON measured on a photo of the person photo's size (else --pose-size).
 
 In Python:
 
     from mgvton_jax import TryOn
+    result = TryOn.load("M")(person="P.jpg", clothes="C.jpg")   # parsing and pose analysed
     result = TryOn.load("M")(person="P.jpg", person_parsing="P.png", clothes="C.jpg",
                              pose="T_keypoints.json")
     result.image  # (H, W, 3) uint8, the person photo's size
@@ -25,9 +29,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -35,12 +40,27 @@ import numpy as np
 from PIL import Image
 
 from mgvton_jax import distributed, inference, photo_size
+from mgvton_jax.analyze import Analyzer
 from mgvton_jax.data import layouts
 from mgvton_jax.data.pairs import file_stem
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.export import ModelError, describe, shipped_model
 from mgvton_jax.mesh import round_up
-from mgvton_jax.tryon_inputs import TryOnInputs, framed_example, read_inputs
+from mgvton_jax.tryon_inputs import (
+    TryOnInputs,
+    framed_example,
+    read_inputs,
+    read_photo,
+    source_name,
+)
+
+
+def is_photo(source) -> bool:
+    """Whether a pose source is a photo (an image file or an (h, w, 3) array), not keypoints
+    (a JSON file or an (18, 3) array)."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).suffix.lower() in Image.registered_extensions()
+    return np.ndim(source) == 3
 
 
 @dataclasses.dataclass
@@ -55,24 +75,74 @@ class TryOnResult:
     notes: list[str]
 
 
+def read_or_analyse(analyzer: Callable[[], Analyzer], person, person_parsing, clothes, pose,
+                    clothes_mask=None, pose_size: tuple[int, int] | None = None
+                    ) -> TryOnInputs:
+    """Reads and checks one try-on's inputs (`TryOn.__call__` for the arguments), analysing
+    the person photo for a parsing or pose not given, and a pose photo for its keypoints;
+    analyzer() gives the analyzer, called only when one is needed.
+
+    Raises:
+      DataError: an input that cannot be used (`analyze.NoPersonError`: a photo without a
+        person); the message names it and says why.
+    """
+    notes = []
+    if person_parsing is None or pose is None:
+        photo = read_photo(person)
+        analysis = analyzer()(photo, source_name(person))
+        found = []
+        if person_parsing is None:
+            person_parsing = analysis.parsing
+            found.append("parsing")
+        if pose is None:
+            pose, pose_size = analysis.keypoints, photo.shape[:2]
+            found.append("pose")
+        notes.append(f"{' and '.join(found)} of {source_name(person)} from the person analyzer")
+        person = photo
+    if is_photo(pose):
+        photo = read_photo(pose)
+        notes.append(f"target pose from the photo {source_name(pose)} by the person analyzer")
+        pose, pose_size = analyzer()(photo, source_name(pose)).keypoints, photo.shape[:2]
+    inputs = read_inputs(person, person_parsing, clothes, pose, clothes_mask, pose_size)
+    inputs.notes[:0] = notes
+    return inputs
+
+
 class TryOn:
     """A trained pipeline that dresses people: `TryOn.load(model_dir)(person=..., ...)`.
 
     batch_size: examples per walk of `dress` (rounded up to a multiple of the devices).
     compose: the result keeps the photo's own pixels where the try-on keeps them
       (`photo_size`); False gives the network's picture resized to the photo, everywhere.
+    analyzer: what analyses a photo given without its parsing or pose (None: the shipped
+      analyzer, loaded when first needed).
     """
 
-    def __init__(self, model: inference.Pipeline, batch_size: int = 8, compose: bool = True):
-        self.model, self.compose = model, compose
+    def __init__(self, model: inference.Pipeline, batch_size: int = 8, compose: bool = True,
+                 analyzer: Analyzer | None = None):
+        self.model, self.compose, self._analyzer = model, compose, analyzer
         self.batch_size = round_up(batch_size, model.batch_multiple)
         self.intermediates = tuple(key for key in model.columns("intermediates")
                                    if key != model.image_key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, batch_size: int = 8) -> TryOn:
+    def load(cls, path: str | os.PathLike, batch_size: int = 8,
+             analyzer: Analyzer | None = None) -> TryOn:
         """Raises ModelError when path is not a model directory (the message says why)."""
-        return cls(inference.load_model_dir(path), batch_size)
+        return cls(inference.load_model_dir(path), batch_size, analyzer=analyzer)
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The person analyzer (the shipped one unless given; ModelError without it)."""
+        if self._analyzer is None:
+            self._analyzer = Analyzer.load()
+        return self._analyzer
+
+    def inputs(self, person, person_parsing=None, clothes=None, pose=None, clothes_mask=None,
+               pose_size: tuple[int, int] | None = None) -> TryOnInputs:
+        """`read_or_analyse` with this try-on's analyzer (see `__call__` for the arguments)."""
+        return read_or_analyse(lambda: self.analyzer, person, person_parsing, clothes, pose,
+                               clothes_mask, pose_size)
 
     def __call__(self, person=None, person_parsing=None, clothes=None, pose=None,
                  clothes_mask=None, pose_size: tuple[int, int] | None = None, *,
@@ -81,18 +151,21 @@ class TryOn:
 
         Args:
           person: photo file or (h, w, 3) uint8.
-          person_parsing: label-id PNG of that photo, or (h, w) uint8 ids in 0..19.
+          person_parsing: label-id PNG of that photo, or (h, w) uint8 ids in 0..19; None:
+            analysed from the photo.
           clothes: product image file or (h', w', 3) uint8.
-          pose: OpenPose COCO-18 JSON file, or (18, 3) float (x, y, confidence).
+          pose: OpenPose COCO-18 JSON file, or (18, 3) float (x, y, confidence); a photo
+            file or (h, w, 3) uint8 array of someone in the pose (analysed); None: the
+            person's own pose, analysed from the photo.
           clothes_mask: file or (h', w') {0, 1}; None computes it from the white background.
           pose_size: (height, width) of the photo the pose was measured on (default: the
             person photo's).
-          inputs: instead of the above, what `read_inputs` returned.
+          inputs: instead of the above, what `inputs` returned.
         Raises:
           DataError: an input that cannot be used; the message names it and says why.
         """
         if inputs is None:
-            inputs = read_inputs(person, person_parsing, clothes, pose, clothes_mask, pose_size)
+            inputs = self.inputs(person, person_parsing, clothes, pose, clothes_mask, pose_size)
         return self.dress([inputs])[0]
 
     def dress(self, many: Sequence[TryOnInputs]) -> list[TryOnResult]:
@@ -211,11 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="model directory (mgvton_jax.export; default: the "
                         "shipped VITON model, pretrained/viton)")
     parser.add_argument("--person", help="person photo (any size)")
-    parser.add_argument("--person-parsing", help="LIP/CIHP label-id PNG of the person photo")
+    parser.add_argument("--person-parsing", help="LIP/CIHP label-id PNG of the person photo "
+                        "(default: analysed from the photo)")
     parser.add_argument("--clothes", help="clothes (product) image")
     parser.add_argument("--clothes-mask", help="clothes mask (default: from the white "
                         "background)")
-    parser.add_argument("--pose", help="OpenPose COCO-18 keypoint JSON of the target pose")
+    parser.add_argument("--pose", help="the target pose: an OpenPose COCO-18 keypoint JSON, or "
+                        "a photo of someone in it (analysed); default: the person's own")
+    parser.add_argument("--analyzer", help="person analyzer model directory (default: the "
+                        "shipped one, pretrained/analyzer)")
     parser.add_argument("--pose-size", type=_size, help="HEIGHTxWIDTH of the photo the pose "
                         "was measured on (default: the person photo's)")
     parser.add_argument("--out", help="result image (.png or .jpg)")
@@ -230,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
                         "the devices)")
     distributed.add_arguments(parser)
     args = parser.parse_args(argv)
-    single = ("person", "person_parsing", "clothes", "pose", "out")
+    single = ("person", "clothes", "out")
     if args.pairs:
         if not (args.data_root and args.out_dir):
             parser.error("--pairs needs --data-root and --out-dir")
@@ -248,11 +325,18 @@ def main(argv: list[str] | None = None) -> None:
                               args.out_dir, args.intermediates):
                 raise SystemExit("error: no pair could be tried on")
             return
-        # The inputs first: a bad file is reported before the model loads.
-        inputs = read_inputs(args.person, args.person_parsing, args.clothes, args.pose,
-                             args.clothes_mask, args.pose_size)
         if Path(args.out).suffix.lower() not in Image.registered_extensions():
             raise DataError(f"{args.out}: unknown image type; use .png or .jpg")
+
+        @functools.cache
+        def analyzer() -> Analyzer:  # loaded once, when a photo is to be analysed
+            loaded = Analyzer.load(args.analyzer)
+            print(describe(loaded.path, "analyzer"), file=sys.stderr)
+            return loaded
+
+        # The inputs first: a bad file is reported before the try-on model loads.
+        inputs = read_or_analyse(analyzer, args.person, args.person_parsing, args.clothes,
+                                 args.pose, args.clothes_mask, args.pose_size)
         print(describe(model), file=sys.stderr)
         for note in inputs.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -60,11 +60,13 @@ class Fit:
         return np.asarray(Image.fromarray(content).resize(self.source_hw[::-1], resample))
 
 
-def _name(source) -> str:
+def source_name(source) -> str:
+    """How messages name an input: its path, or "the given array"."""
     return str(source) if isinstance(source, (str, os.PathLike)) else "the given array"
 
 
-def _photo(source) -> np.ndarray:
+def read_photo(source) -> np.ndarray:
+    """A photo file (as a viewer shows it) or (H, W, 3) uint8 array -> (H, W, 3) uint8."""
     if isinstance(source, (str, os.PathLike)):
         return readers.read_rgb(source)
     array = np.asarray(source)
@@ -97,31 +99,31 @@ def read_inputs(person, person_parsing, clothes, pose, clothes_mask=None,
       DataError: an input that cannot be used; the message names it and says why.
     """
     notes = []
-    photo = _photo(person)
+    photo = read_photo(person)
     parsing = readers.read_parsing(person_parsing) if isinstance(
         person_parsing, (str, os.PathLike)) else np.asarray(person_parsing)
     if parsing.shape != photo.shape[:2]:
-        raise DataError(f"{_name(person_parsing)}: parsing is {parsing.shape[1]}x"
-                        f"{parsing.shape[0]} but the person photo {_name(person)} is "
+        raise DataError(f"{source_name(person_parsing)}: parsing is {parsing.shape[1]}x"
+                        f"{parsing.shape[0]} but the person photo {source_name(person)} is "
                         f"{photo.shape[1]}x{photo.shape[0]} (W x H); parse that photo")
     if parsing.min(initial=0) < 0 or parsing.max(initial=0) >= constants.NUM_LABELS:
-        raise DataError(f"{_name(person_parsing)}: label ids outside 0.."
+        raise DataError(f"{source_name(person_parsing)}: label ids outside 0.."
                         f"{constants.NUM_LABELS - 1}")
-    product = _photo(clothes)
+    product = read_photo(clothes)
     if clothes_mask is None:
         mask = clothes_mask_from_white(product)
         notes.append(f"clothes mask computed from the near-white background of "
-                     f"{_name(clothes)} (channels >= {WHITE_LEVEL} are background); "
+                     f"{source_name(clothes)} (channels >= {WHITE_LEVEL} are background); "
                      "pass a clothes mask to use your own")
     else:
         mask = readers.read_mask(clothes_mask) if isinstance(
             clothes_mask, (str, os.PathLike)) else (np.asarray(clothes_mask) > 0)
         if mask.shape != product.shape[:2]:
-            raise DataError(f"{_name(clothes_mask)}: mask is {mask.shape[1]}x"
+            raise DataError(f"{source_name(clothes_mask)}: mask is {mask.shape[1]}x"
                             f"{mask.shape[0]}, the clothes image {product.shape[1]}x"
                             f"{product.shape[0]}")
     if not mask.any():
-        raise DataError(f"{_name(clothes if clothes_mask is None else clothes_mask)}: "
+        raise DataError(f"{source_name(clothes if clothes_mask is None else clothes_mask)}: "
                         "the clothes mask is empty (no clothes pixels)")
     if isinstance(pose, (str, os.PathLike)):
         read = readers.read_keypoints(pose)

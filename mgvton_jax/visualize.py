@@ -98,3 +98,22 @@ def save_png(path: str | os.PathLike, picture: np.ndarray) -> None:
     """Writes a (H, W, 3) uint8 picture, creating the directory if needed."""
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     Image.fromarray(picture).save(path)
+
+
+def stick_figure(keypoints: np.ndarray, photo_hw: tuple[int, int],
+                 background: np.ndarray | None = None) -> Image.Image:
+    """The (18, 3) pose as limbs and joints at the photo's (height, width), on white or on
+    the (H, W, 3) uint8 `background` (e.g. the photo itself)."""
+    image = Image.new("RGB", (photo_hw[1], photo_hw[0]), "white") if background is None \
+        else Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    width = max(2, photo_hw[0] // 64)
+    visible = keypoints[:, 2] > 0
+    colours = (hue_colours(len(constants.LIMBS)) * 255).astype(int)
+    for (a, b), colour in zip(constants.LIMBS, colours, strict=True):
+        if visible[a] and visible[b]:
+            draw.line([tuple(keypoints[a, :2]), tuple(keypoints[b, :2])],
+                      fill=tuple(colour.tolist()), width=width)
+    for x, y, _ in keypoints[visible]:
+        draw.ellipse([x - width, y - width, x + width, y + width], fill="black")
+    return image

@@ -74,11 +74,13 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def _encode_photo(path: Path, notes: list[str]) -> tuple[bytes, tuple[int, int]]:
-    """(stored bytes, (H, W) of the file): the file's own bytes when it is an RGB JPEG/PNG of
-    256x192, else a PNG of the RGB a person sees, resized to 256x192."""
+    """(stored bytes, (H, W) of the photo as shown): the file's own bytes when it is an
+    upright RGB JPEG/PNG of 256x192, else a PNG of the RGB a person sees (EXIF rotation
+    applied), resized to 256x192."""
     pixels = readers.read_rgb(path, notes)  # first: it names an unreadable file
     with Image.open(path) as image:
-        as_is = image.mode == "RGB" and image.format in ("JPEG", "PNG")
+        as_is = image.mode == "RGB" and image.format in ("JPEG", "PNG") and \
+            readers.upright(image)
     source_hw = pixels.shape[:2]
     if as_is and source_hw == constants.IMAGE_SIZE:
         return path.read_bytes(), source_hw

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from absl import logging
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mgvton_jax import constants
 from mgvton_jax.data import representation
+
+# The EXIF tag that says how a camera held the photo (1: upright).
+EXIF_ORIENTATION = 0x0112
 
 # A clothes mask pixel is foreground at or above this grey level (JPEG masks are not binary).
 MASK_THRESHOLD = 128
@@ -34,7 +37,13 @@ def _open_image(path: str | os.PathLike) -> Image.Image:
         raise DataError(f"{path}: file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot decode image ({err})") from None
-    return image
+    # As a viewer shows it: a phone's portrait photo is stored sideways with an EXIF note.
+    return image if upright(image) else ImageOps.exif_transpose(image)
+
+
+def upright(image: Image.Image) -> bool:
+    """Whether the image's pixels are stored as they are shown (no EXIF rotation or mirror)."""
+    return image.getexif().get(EXIF_ORIENTATION, 1) == 1
 
 
 def _rgb_as_seen(image: Image.Image, path: str | os.PathLike,

@@ -79,12 +79,21 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray,
     return float(np.mean(values)), float(np.std(values))
 
 
-def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
-    """Pixel accuracy and mean IoU over the labels present in truth or prediction."""
+def label_iou(confusion: np.ndarray) -> np.ndarray:
+    """(K,) IoU of each label of a (K, K) confusion matrix (rows truth, columns prediction);
+    NaN for a label in neither."""
     confusion = np.asarray(confusion, np.float64)
     true_positive = np.diag(confusion)
     union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
-    present = union > 0
-    return {"pixel_accuracy": float(true_positive.sum() / confusion.sum()),
-            "mean_iou": float((true_positive[present] / union[present]).mean()),
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, true_positive / union, np.nan)
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
+    """Pixel accuracy and mean IoU over the labels present in truth or prediction."""
+    confusion = np.asarray(confusion, np.float64)
+    iou = label_iou(confusion)
+    present = ~np.isnan(iou)
+    return {"pixel_accuracy": float(np.diag(confusion).sum() / confusion.sum()),
+            "mean_iou": float(iou[present].mean()),
             "labels_present": int(present.sum())}

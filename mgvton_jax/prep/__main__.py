@@ -1,11 +1,14 @@
-"""python -m mgvton_jax.prep: check your own photos, convert them, write a pair list."""
+"""python -m mgvton_jax.prep: analyze your photos, check them, convert them, write a pair list."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from mgvton_jax import analyze
+from mgvton_jax.data import readers
 from mgvton_jax.data.readers import DataError
+from mgvton_jax.export import ModelError, describe
 from mgvton_jax.prep import checks, converters, make_pairs
 
 
@@ -21,6 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mgvton_jax.prep",
                                      description=__doc__.split(": ", 1)[1])
     commands = parser.add_subparsers(dest="command", required=True)
+    photos = commands.add_parser(
+        "analyze", help="person photos -> their parsing PNG and OpenPose keypoints JSON",
+        description="Writes OUT/image/NAME, OUT/image-parse/STEM.png, "
+        "OUT/pose/STEM_keypoints.json and OUT/preview/STEM.png per photo (VITON's folders).")
+    photos.add_argument("photos", nargs="+", metavar="PHOTO")
+    photos.add_argument("--out", required=True, help="output directory")
+    photos.add_argument("--analyzer", help="analyzer model directory (default: the shipped "
+                        "one, pretrained/analyzer)")
+    photos.add_argument("--threshold", type=float, default=analyze.PRESENCE_THRESHOLD,
+                        help="a joint's presence below this is missing (default "
+                        f"{analyze.PRESENCE_THRESHOLD})")
     check = commands.add_parser(
         "check", help="report every problem of try-on inputs (exit 1 if one is unusable)")
     check.add_argument("--person", help="person photo")
@@ -84,12 +98,38 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 1 if errors else 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    """Analyses each photo; an unreadable photo or one without a person is a counted skip."""
+    try:
+        analyzer = analyze.Analyzer.load(args.analyzer, args.threshold)
+    except ModelError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(describe(analyzer.path, "analyzer"), file=sys.stderr)
+    skipped = 0
+    for photo_path in args.photos:
+        try:
+            photo = readers.read_rgb(photo_path)
+            analysis = analyzer(photo, photo_path)
+            written = analyze.write_analysis(photo_path, photo, analysis, args.out)
+        except (DataError, OSError) as err:
+            skipped += 1
+            print(f"skipped {err}", file=sys.stderr)
+            continue
+        joints = int((analysis.keypoints[:, 2] > 0).sum())
+        print(f"{photo_path}: {joints} of {len(analysis.keypoints)} joints -> {written[1]}, "
+              f"{written[2]}")
+    print(f"analyzed {len(args.photos) - skipped} photos into {args.out}; skipped {skipped}")
+    return 1 if skipped else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             sys.exit(_check(args, parser))
+        if args.command == "analyze":
+            sys.exit(_analyze(args))
         if args.command == "parsing-colours":
             palette = converters.write_parsing_ids(args.input, args.output, args.palette)
             print(f"wrote {args.output}: label ids read from the {palette} palette")

@@ -2,7 +2,9 @@
 
 Every module of this package (but `base`) declares one `STAGE` (`base.Stage`). The pipeline
 order follows from what each stage consumes and produces; a stage needs the earlier stages
-that produce what it consumes (less what its training takes from the ground truth).
+that produce what it consumes (less what its training takes from the ground truth). Stages
+declared `in_pipeline=False` (the person analyzer) are trained and exported by name but are
+no step of the walk.
 
     values = run_stages(PIPELINE, networks, batch)   # networks: {stage: {network: module}}
     values["refined"]                                 # the try-on result, (B, H, W, 3)
@@ -52,7 +54,9 @@ def _pipeline_order(stages: Mapping[str, Stage]) -> tuple[str, ...]:
 
 
 STAGES: dict[str, Stage] = _discover()
-PIPELINE: tuple[str, ...] = _pipeline_order(STAGES)  # the stages in the order they run
+# The try-on walk's stages in the order they run.
+PIPELINE: tuple[str, ...] = _pipeline_order(
+    {name: stage for name, stage in STAGES.items() if stage.in_pipeline})
 _PRODUCER = {key: name for name, stage in STAGES.items() for key in stage.produces}
 # The one table of channel counts: model inputs, stage outputs, stage-derived features.
 CHANNELS: dict[str, int] = {
@@ -65,7 +69,7 @@ CHANNELS: dict[str, int] = {
 def get(name: str) -> Stage:
     """The stage called `name`; ValueError listing the known ones otherwise."""
     if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; the stages are {list(PIPELINE)}")
+        raise ValueError(f"unknown stage {name!r}; the stages are {list(STAGES)}")
     return STAGES[name]
 
 

@@ -103,6 +103,9 @@ class Stage:
     uses_vgg: its train_step gets a perceptual loss (else perceptual is None).
     image: the output that is a try-on picture of the person (None: not one), what
       evaluation scores and try-on writes when the walk ends at this stage.
+    in_pipeline: a step of the try-on walk (`stages.PIPELINE`). False: trained, checkpointed
+      and exported like a stage, but run apart (the person analyzer, which makes the walk's
+      annotations from a photo).
     """
 
     name: str
@@ -119,6 +122,7 @@ class Stage:
     ground_truth: Callable[[ml_collections.ConfigDict], Mapping[str, str]] = no_ground_truth
     uses_vgg: bool = False
     image: str | None = None
+    in_pipeline: bool = True
 
 
 def concat(values: Mapping[str, jax.Array], keys: Sequence[str]) -> jax.Array:

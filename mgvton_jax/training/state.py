@@ -42,6 +42,21 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
     return config.train.epochs * max(1, num_examples // config.train.batch_size)
 
 
+def learning_rate(train: ml_collections.ConfigDict) -> float | optax.Schedule:
+    """train.lr, constant, or with train.lr_schedule "cosine" decayed to 0 over num_steps.
+
+    Raises ConfigError for an unknown schedule, or "cosine" without train.num_steps.
+    """
+    schedule = train.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return train.lr
+    if schedule != "cosine":
+        raise ConfigError(f"config.train.lr_schedule {schedule!r}: not constant or cosine")
+    if train.num_steps <= 0:
+        raise ConfigError("config.train.lr_schedule cosine needs config.train.num_steps > 0")
+    return optax.cosine_decay_schedule(train.lr, train.num_steps)
+
+
 def build_train_state(config: ml_collections.ConfigDict
                       ) -> tuple[dict[str, nnx.Module], dict[str, nnx.Optimizer]]:
     """The stage's networks and one Adam optimiser per network.
@@ -53,7 +68,7 @@ def build_train_state(config: ml_collections.ConfigDict
         networks = stages.build_networks(config.stage, config, nnx.Rngs(config.seed))
     except ValueError as err:
         raise ConfigError(f"config.model: {err}") from err
-    tx = optax.adam(config.train.lr, b1=config.train.b1, b2=config.train.b2,
+    tx = optax.adam(learning_rate(config.train), b1=config.train.b1, b2=config.train.b2,
                     eps=config.train.adam_eps)
     optimizers = {name: nnx.Optimizer(module, tx, wrt=nnx.Param)
                   for name, module in networks.items()}
