@@ -38,7 +38,9 @@ def _discover() -> dict[str, Stage]:
 
 
 def _pipeline_order(stages: Mapping[str, Stage]) -> tuple[str, ...]:
-    """Producers before consumers; ties by name. Raises ValueError on an unmet input."""
+    """The stages of the walk (`Stage.in_pipeline`), producers before consumers; ties by
+    name. Raises ValueError on an unmet input."""
+    stages = {name: stage for name, stage in stages.items() if stage.in_pipeline}
     producer = {key: stage.name for stage in stages.values() for key in stage.produces}
     order: list[str] = []
     while len(order) < len(stages):
@@ -55,8 +57,7 @@ def _pipeline_order(stages: Mapping[str, Stage]) -> tuple[str, ...]:
 
 STAGES: dict[str, Stage] = _discover()
 # The try-on walk's stages in the order they run.
-PIPELINE: tuple[str, ...] = _pipeline_order(
-    {name: stage for name, stage in STAGES.items() if stage.in_pipeline})
+PIPELINE: tuple[str, ...] = _pipeline_order(STAGES)
 _PRODUCER = {key: name for name, stage in STAGES.items() for key in stage.produces}
 # The one table of channel counts: model inputs, stage outputs, stage-derived features.
 CHANNELS: dict[str, int] = {
@@ -69,7 +70,9 @@ CHANNELS: dict[str, int] = {
 def get(name: str) -> Stage:
     """The stage called `name`; ValueError listing the known ones otherwise."""
     if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; the stages are {list(STAGES)}")
+        apart = [n for n in STAGES if n not in PIPELINE]
+        raise ValueError(f"unknown stage {name!r}; the stages are {list(PIPELINE)} and, apart "
+                         f"from the walk, {apart}")
     return STAGES[name]
 
 
