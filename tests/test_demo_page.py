@@ -1,6 +1,7 @@
 """The try-on page in a real headless browser (Debian's chromium and chromedriver, Selenium):
 choose, press Try on, see the result at the photo's size; a bad upload shows the checker's
-message; a good one is tried on. The server runs in this process on a free port.
+message; a good one is tried on; a plain photo is analysed (the shipped analyzer), its parsing
+and pose shown, and tried on. The server runs in this process on a free port.
 
 Needs `apt-get install -y chromium chromium-driver`; skipped (with that reason) without them,
 except where MGVTON_REQUIRE_BROWSER is set (CI sets it), where it fails instead.
@@ -130,3 +131,31 @@ def test_a_bad_upload_shows_the_checkers_message_and_a_good_one_is_tried_on(
     _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#people img")) == people + 1)
     assert "added as u1" in driver.find_element(By.ID, "messages").text
     assert _try_on(driver) == Image.open(photo).size
+
+
+def test_a_plain_photo_is_analysed_shown_and_tried_on(page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, url = page
+    _loaded(driver, url)
+    photo = export.SHIPPED_EXAMPLES / "test" / "image" / "004285_0.jpg"
+    people = len(driver.find_elements(By.CSS_SELECTOR, "#people img"))
+    driver.find_element(By.ID, "photo").send_keys(str(photo))
+    driver.find_element(By.ID, "check").click()
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#people img")) == people + 1)
+    for name in ("analysed-parsing", "analysed-pose"):
+        assert _wait(driver, lambda d, name=name: d.execute_script(
+            f"const i = document.getElementById('{name}'); return i && i.complete && "
+            "i.naturalWidth"))
+    assert "added as" in driver.find_element(By.ID, "messages").text
+    assert _try_on(driver) == Image.open(photo).size
+    # A photo without a person: the analyzer's one message, nothing added.
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (192, 256), "white").save(blank)
+    driver.find_element(By.ID, "photo").send_keys(str(blank))
+    driver.find_element(By.ID, "check").click()
+    message = _wait(driver, lambda d: [li for li in d.find_elements(By.CSS_SELECTOR,
+                                                                     "#messages li")
+                                       if "no person found" in li.text])
+    assert message[0].get_attribute("class") == "error"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#people img")) == people + 1
