@@ -34,8 +34,7 @@ from mgvton_jax.export import ANALYZER, ModelError, load_model, shipped_analyzer
 from mgvton_jax.stages import base, get
 from mgvton_jax.tryon_inputs import Fit
 
-# A joint is present when its presence probability reaches this (OpenPose's own files keep
-# joints down to about 0.05; ours is a probability, so the even odds).
+# A joint is written when its presence probability reaches this: more likely there than not.
 PRESENCE_THRESHOLD = 0.5
 # A joint's position: the centre of mass of its map within this many frame pixels of the peak
 # (the training discs' radius: the map of a well-found joint is about one disc).
