@@ -5,8 +5,9 @@
 
 Each test person once (the paired triplets' target photos, at the stored 256x192), analysed as
 `prep analyze` does (`mgvton_jax.analyze`), against the stored parsing and keypoints: parsing
-pixel accuracy, mean IoU and each label's IoU; keypoint PCK at 0.1 and 0.2 of the torso size,
-overall and per joint, and the shares of joints missed and invented
+pixel accuracy, mean IoU, each label's IoU and share of the annotated pixels; keypoint PCK at
+0.1 and 0.2 of the torso size, overall and per joint, and the shares of joints missed and
+invented
 (`mgvton_jax.metrics.keypoint_scores`). Photos the analyzer would refuse (`NoPersonError`) are
 counted and scored as analysed. Writes O/results.json and O/grid.png (photo, annotated and
 analysed parsing and pose, for the first people).
@@ -73,7 +74,10 @@ def score(analyzer: Analyzer, data_dir: Path, names: set[str] | None = None,
         "seconds": round(seconds, 1),
         "parsing": {**segmentation_scores(confusion), "iou_per_label": {
             name: None if np.isnan(v) else float(v)
-            for name, v in zip(constants.LIP_LABELS, iou, strict=True)}},
+            for name, v in zip(constants.LIP_LABELS, iou, strict=True)},
+            "pixel_share_per_label": dict(zip(
+                constants.LIP_LABELS, (confusion.sum(axis=1) / confusion.sum()).tolist(),
+                strict=True))},
         "keypoints": keypoint_scores(sums),
     }
     return results, _grid(rows)

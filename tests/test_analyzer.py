@@ -171,6 +171,10 @@ def test_keypoint_scores_known_answers():
     assert scores["pck@0.1_per_joint"]["nose"] is None
     assert scores["missed"] == pytest.approx(1 / 4)
     assert scores["invented"] == pytest.approx(1 / 14)
+    assert scores["missed_per_joint"]["r_hip"] == 1.0 and scores["missed_per_joint"]["neck"] == 0
+    assert scores["invented_per_joint"]["r_eye"] == 1.0
+    assert scores["missed_per_joint"]["nose"] is None
+    assert scores["annotated_per_joint"]["neck"] == 1 and scores["annotated_per_joint"]["nose"] == 0
     no_torso = truth.copy()
     no_torso[11] = 0
     assert np.isnan(torso_size(no_torso))

@@ -52,15 +52,21 @@ def _share(part: np.ndarray, whole: np.ndarray) -> float | None:
 
 
 def keypoint_scores(sums: dict[str, np.ndarray]) -> dict:
-    """Scores of `keypoint_counts` summed over people: pck@a (all joints and per joint name),
-    missed (share of annotated joints), invented (share of joints not annotated); None where
-    nothing was counted (e.g. a joint never annotated)."""
+    """Scores of `keypoint_counts` summed over people: pck@a, missed (share of annotated
+    joints), invented (share of joints not annotated), each over all joints and per joint
+    name (None where nothing was counted, e.g. a joint never annotated), and how often each
+    joint is annotated."""
     scores: dict = {}
     for a in PCK_THRESHOLDS:
         correct, total = sums[f"correct@{a}"], sums["with_torso"]
         scores[f"pck@{a}"] = _share(correct, total)
         scores[f"pck@{a}_per_joint"] = {
             name: _share(correct[j], total[j]) for j, name in enumerate(constants.KEYPOINTS)}
-    scores["missed"] = _share(sums["missed"], sums["annotated"])
-    scores["invented"] = _share(sums["invented"], sums["not_annotated"])
+    for kind, whole in (("missed", "annotated"), ("invented", "not_annotated")):
+        scores[kind] = _share(sums[kind], sums[whole])
+        scores[f"{kind}_per_joint"] = {
+            name: _share(sums[kind][j], sums[whole][j])
+            for j, name in enumerate(constants.KEYPOINTS)}
+    scores["annotated_per_joint"] = {name: int(sums["annotated"][j])
+                                     for j, name in enumerate(constants.KEYPOINTS)}
     return scores
