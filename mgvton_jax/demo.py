@@ -42,7 +42,13 @@ from mgvton_jax.analyze import Analyzer
 from mgvton_jax.data import layouts, readers
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.data.synth import write_synthetic_mpv
-from mgvton_jax.export import SHIPPED_EXAMPLES, ModelError, describe, shipped_model
+from mgvton_jax.export import (
+    SHIPPED_EXAMPLES,
+    ModelError,
+    describe,
+    shipped_analyzer,
+    shipped_model,
+)
 from mgvton_jax.prep import checks
 from mgvton_jax.tryon import TryOn
 
@@ -313,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         model = args.model or shipped_model()
         print(describe(model), flush=True)
+        print(describe(args.analyzer or shipped_analyzer(), "analyzer"), flush=True)
         examples = args.examples or (SHIPPED_EXAMPLES if args.model is None else None)
         server, temporary = make_server(model, examples, args.host, args.port,
                                         args.max_upload_mb, args.analyzer)
