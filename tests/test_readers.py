@@ -178,3 +178,20 @@ def test_truncated_jpeg_is_named(tmp_path):
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(readers.DataError, match="truncated.jpg: cannot decode image"):
         readers.read_rgb(path)
+
+
+def test_a_photo_stored_sideways_is_read_and_stored_upright(tmp_path):
+    """A phone's portrait photo: pixels stored a quarter turn off, with the EXIF orientation
+    (6) that turns them back. Readers and the builder's stored copy show it upright."""
+    from mgvton_jax.data import examples
+
+    upright = np.random.default_rng(0).integers(0, 256, (256, 192, 3), dtype=np.uint8)
+    path = tmp_path / "sideways.png"
+    exif = Image.Exif()
+    exif[readers.EXIF_ORIENTATION] = 6
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    assert Image.open(path).size == (256, 192)  # stored sideways
+    np.testing.assert_array_equal(readers.read_rgb(path), upright)
+    stored, hw = examples._encode_photo(path, [])
+    assert hw == (256, 192)
+    np.testing.assert_array_equal(examples.decode_photo(stored), upright)
