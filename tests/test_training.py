@@ -201,18 +201,21 @@ def _final_state(workdir, config):
     return step, state
 
 
-def test_resume_is_exact(synthetic_data_dir, tmp_path):
-    common = dict(log_every=1, checkpoint_every=2, sample_every=100)
-    straight = tiny_config("gmm", synthetic_data_dir, num_steps=4, **common)
+@pytest.mark.parametrize("stage", ["gmm", "analyzer"])
+def test_resume_is_exact(synthetic_data_dir, tmp_path, stage):
+    # The analyzer: its step draws its augmentation from the step number. A constant rate:
+    # a cosine schedule over num_steps changes with num_steps, which this test changes.
+    common = dict(log_every=1, checkpoint_every=2, sample_every=100, lr_schedule="constant")
+    straight = tiny_config(stage, synthetic_data_dir, num_steps=4, **common)
     loop.train_stage(straight, tmp_path / "straight", synthetic_data_dir)
     for steps in (2, 4):
-        loop.train_stage(tiny_config("gmm", synthetic_data_dir, num_steps=steps, **common),
+        loop.train_stage(tiny_config(stage, synthetic_data_dir, num_steps=steps, **common),
                          tmp_path / "resumed", synthetic_data_dir)
-    assert [m["step"] for m in _metrics(tmp_path / "resumed")] == [1, 2, 3, 4]
+    assert [m["step"] for m in _metrics(tmp_path / "resumed", stage)] == [1, 2, 3, 4]
     # The first step of a run compiles and is not timed: its line carries no rate.
-    assert ["images_per_s" in m for m in _metrics(tmp_path / "resumed")] == [
+    assert ["images_per_s" in m for m in _metrics(tmp_path / "resumed", stage)] == [
         False, True, False, True]
-    for a, b in zip(_metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed"),
+    for a, b in zip(_metrics(tmp_path / "straight", stage), _metrics(tmp_path / "resumed", stage),
                     strict=True):
         assert a["g_loss"] == b["g_loss"], (a, b)
     step_a, state_a = _final_state(tmp_path / "straight", straight)
