@@ -25,11 +25,10 @@ import optax
 
 from mgvton_jax import losses
 from mgvton_jax.constants import NUM_KEYPOINTS, NUM_LABELS
-from mgvton_jax.metrics.scores import segmentation_scores
 from mgvton_jax.models.analyzer import PersonAnalyzer
 from mgvton_jax.ops import warp
-from mgvton_jax.stages import base, parsing
-from mgvton_jax.stages.base import Network, Scorer, Stage
+from mgvton_jax.stages import base
+from mgvton_jax.stages.base import Network, Stage
 
 PHOTO = ("target_image",)  # the photo analysed; its annotations are the target's
 
@@ -158,8 +157,5 @@ STAGE = Stage(
     train_step=train_step,
     sample_columns=("target_image", "analyzed_parsing", "target_parsing", "analyzed_joints",
                     "target_pose"),
-    scorer=Scorer(per_example=functools.partial(parsing.confusion,
-                                                predicted="analyzed_parsing"),
-                  summary=segmentation_scores),
     in_pipeline=False,
 )

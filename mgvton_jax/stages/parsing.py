@@ -31,11 +31,11 @@ def infer(networks: base.Networks, values: base.Values, batch: base.Batch) -> di
     return {"parsing": jax.nn.softmax(_logits(networks["generator"], batch), axis=-1)}
 
 
-def confusion(values: base.Values, predicted: str = "parsing") -> jax.Array:
+def confusion(values: base.Values) -> jax.Array:
     """(B, 20, 20) int32 pixel counts per example: rows the true label (target parsing),
-    columns the argmax of the parsing values[predicted]."""
+    columns the synthesized parsing's argmax."""
     truth = jax.nn.one_hot(values["target_parsing"].argmax(-1), NUM_LABELS, dtype=jnp.int32)
-    predicted = jax.nn.one_hot(values[predicted].argmax(-1), NUM_LABELS, dtype=jnp.int32)
+    predicted = jax.nn.one_hot(values["parsing"].argmax(-1), NUM_LABELS, dtype=jnp.int32)
     return jnp.einsum("bhwi,bhwj->bij", truth, predicted)
 
 
