@@ -89,16 +89,6 @@ def decode_joints(joints: np.ndarray, threshold: float = PRESENCE_THRESHOLD,
     return keypoints
 
 
-def frame_to_photo(fit: Fit, keypoints: np.ndarray) -> np.ndarray:
-    """(18, 3) keypoints in the frame's pixels -> the source photo's (the inverse of
-    `Fit.keypoints`); missing joints stay 0, 0, 0."""
-    scale = np.array([fit.cols / fit.source_hw[1], fit.rows / fit.source_hw[0]])
-    xy = (keypoints[:, :2] - np.array([fit.left, fit.top]) + 0.5) / scale - 0.5
-    present = keypoints[:, 2:] > 0
-    return np.where(present, np.concatenate([xy, keypoints[:, 2:]], axis=1),
-                    0.0).astype(np.float32)
-
-
 def parsing_at(probabilities: np.ndarray, fit: Fit) -> np.ndarray:
     """(H, W, 20) parsing probabilities of the frame -> (h, w) uint8 label ids of the source
     photo: the photo's part of the frame resized (bilinear) label by label, then the argmax
@@ -161,7 +151,7 @@ class Analyzer:
         parsing, joints = self.maps(np.stack([fit.image(photo, 255, Image.BILINEAR)
                                               for fit, photo in zip(fits, photos, strict=True)]))
         return [Analysis(parsing_at(parsing[i], fit),
-                         frame_to_photo(fit, decode_joints(joints[i], self.threshold)))
+                         fit.keypoints_back(decode_joints(joints[i], self.threshold)))
                 for i, fit in enumerate(fits)]
 
     def __call__(self, photo: np.ndarray, name: str = "the photo") -> Analysis:

@@ -7,10 +7,9 @@ Each test person once (the paired triplets' target photos, at the stored 256x192
 `prep analyze` does (`mgvton_jax.analyze`), against the stored parsing and keypoints: parsing
 pixel accuracy, mean IoU, each label's IoU and share of the annotated pixels; keypoint PCK at
 0.1 and 0.2 of the torso size, overall and per joint, and the shares of joints missed and
-invented
-(`mgvton_jax.metrics.keypoint_scores`). Photos the analyzer would refuse (`NoPersonError`) are
-counted and scored as analysed. Writes O/results.json and O/grid.png (photo, annotated and
-analysed parsing and pose, for the first people).
+invented (`mgvton_jax.metrics.keypoint_scores`). Photos the analyzer would refuse
+(`NoPersonError`) are counted and scored as analysed. Writes O/results.json and O/grid.png
+(photo, annotated and analysed parsing and pose, for the first people).
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mgvton_jax import constants, visualize
-from mgvton_jax.analyze import Analyzer, NoPersonError, check_person
-from mgvton_jax.data import examples
+from mgvton_jax.analyze import Analysis, Analyzer, NoPersonError, check_person, preview
+from mgvton_jax.data import build, examples
 from mgvton_jax.data.readers import DataError
 from mgvton_jax.eval_examples import read_names, select
 from mgvton_jax.export import ModelError, describe
@@ -86,16 +85,13 @@ def score(analyzer: Analyzer, data_dir: Path, names: set[str] | None = None,
 def _grid(rows: list) -> np.ndarray:
     """One row per person: photo, annotated parsing, analysed parsing, annotated pose,
     analysed pose (on the photo)."""
-    def pose(raw, keypoints):
-        return np.asarray(visualize.stick_figure(keypoints, raw["target_image"].shape[:2],
-                                                 raw["target_image"]))
-
     columns = {"photo": [], "parsing (annotated)": [], "parsing (analysed)": [],
                "pose (annotated)": [], "pose (analysed)": []}
     for raw, analysis in rows:
-        pictures = (raw["target_image"], visualize.parsing_to_rgb(raw["target_parsing"]),
-                    visualize.parsing_to_rgb(analysis.parsing),
-                    pose(raw, raw["target_keypoints"]), pose(raw, analysis.keypoints))
+        photo = raw["target_image"]
+        annotated = preview(photo, Analysis(raw["target_parsing"], raw["target_keypoints"]))
+        analysed = preview(photo, analysis)
+        pictures = (photo, annotated[0], analysed[0], annotated[1], analysed[1])
         for key, picture in zip(columns, pictures, strict=True):
             columns[key].append(picture)
     return visualize.batch_grid({key: np.stack(v) for key, v in columns.items()},
@@ -120,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         exclude = read_names(args.exclude_names) if args.exclude_names else None
         analyzer = Analyzer.load(args.analyzer)
         print(describe(analyzer.path, "analyzer"), file=sys.stderr)
-        results, grid = score(analyzer, Path(args.data_dir), names, exclude, args.limit)
+        results, grid = score(analyzer, build.built_dataset(args.data_dir), names, exclude,
+                              args.limit)
     except (DataError, ModelError) as err:
         raise SystemExit(f"error: {err}") from None
     out = Path(args.out)

@@ -54,6 +54,15 @@ class Fit:
         return np.where(visible, np.concatenate([moved, keypoints[:, 2:]], axis=1),
                         0.0).astype(np.float32)
 
+    def keypoints_back(self, keypoints: np.ndarray) -> np.ndarray:
+        """(18, 3) keypoints in the frame's pixels -> the source picture's (the inverse of
+        `keypoints`); missing joints stay 0, 0, 0."""
+        visible = keypoints[:, 2:] > 0
+        scale = np.array([self.cols / self.source_hw[1], self.rows / self.source_hw[0]])
+        moved = (keypoints[:, :2] - np.array([self.left, self.top]) + 0.5) / scale - 0.5
+        return np.where(visible, np.concatenate([moved, keypoints[:, 2:]], axis=1),
+                        0.0).astype(np.float32)
+
     def back(self, framed: np.ndarray, resample: int) -> np.ndarray:
         """(H, W, 3) uint8 in the frame -> (h, w, 3) uint8 at the source size."""
         content = framed[self.top:self.top + self.rows, self.left:self.left + self.cols]

@@ -19,6 +19,7 @@ from mgvton_jax import analyze, constants, export, stages
 from mgvton_jax.config_lib import load_config_file
 from mgvton_jax.data import readers
 from mgvton_jax.data.build import build_dataset
+from mgvton_jax.data.representation import joint_visible
 from mgvton_jax.metrics.keypoint_scores import keypoint_counts, keypoint_scores, torso_size
 from mgvton_jax.models.analyzer import PersonAnalyzer
 from mgvton_jax.prep import checks
@@ -120,13 +121,13 @@ def test_decode_joints_finds_the_centre_of_mass_and_drops_absent_joints():
 
 
 @pytest.mark.parametrize("photo_hw", [(256, 192), (300, 400), (1000, 180), (64, 48)])
-def test_frame_to_photo_undoes_the_fit(photo_hw):
+def test_keypoints_back_undoes_the_fit(photo_hw):
     fit = Fit.of(photo_hw, (128, 96))
     rng = np.random.default_rng(0)
     keypoints = np.concatenate([rng.uniform(0.05, 0.95, (J, 2)) * np.array(photo_hw[::-1]),
                                 rng.uniform(0.5, 1, (J, 1))], axis=1).astype(np.float32)
     keypoints[3] = 0
-    np.testing.assert_allclose(analyze.frame_to_photo(fit, fit.keypoints(keypoints)),
+    np.testing.assert_allclose(fit.keypoints_back(fit.keypoints(keypoints)),
                                keypoints, atol=1e-3)
 
 
@@ -250,3 +251,33 @@ def test_prep_analyze_command_counts_a_photo_it_cannot_read(tiny_analyzer, tmp_p
     assert f"skipped {broken}: cannot decode image" in run.stderr
     assert "analyzed 0 photos into" in run.stdout and "skipped 2" in run.stdout
     assert "Traceback" not in run.stderr
+
+
+def test_eval_analyzer_scores_agree_with_a_direct_count(tiny_analyzer, synthetic_data_dir,
+                                                        tmp_path):
+    from mgvton_jax import eval_analyzer
+    from mgvton_jax.data import examples
+    from mgvton_jax.eval_examples import select
+
+    out = tmp_path / "scores"
+    eval_analyzer.main(["--data-dir", str(synthetic_data_dir), "--out", str(out),
+                        "--analyzer", str(tiny_analyzer[0])])
+    results = json.loads((out / "results.json").read_text())
+    assert Image.open(out / "grid.png").size[0] > 0
+    # The same people analysed here, counted pixel by pixel and joint by joint.
+    selection = select(synthetic_data_dir, "paired")
+    analyzer = analyze.Analyzer.load(tiny_analyzer[0])
+    raws = [examples.decode_record(selection.source[i]) for i in selection.indices]
+    analyses = analyzer.analyse([raw["target_image"] for raw in raws])
+    pairs = list(zip(analyses, raws, strict=True))
+    same = sum(int((a.parsing == r["target_parsing"]).sum()) for a, r in pairs)
+    pixels = sum(r["target_parsing"].size for r in raws)
+    assert results["people"] == len(raws)
+    assert results["parsing"]["pixel_accuracy"] == pytest.approx(same / pixels)
+    annotated = sum(int(joint_visible(r["target_keypoints"]).sum()) for r in raws)
+    found = sum(int((joint_visible(a.keypoints) & joint_visible(r["target_keypoints"])).sum())
+                for a, r in pairs)
+    assert results["keypoints"]["missed"] == pytest.approx(1 - found / annotated)
+    with pytest.raises(SystemExit, match="no built data set; build it with"):
+        eval_analyzer.main(["--data-dir", str(tmp_path / "none"), "--out", str(out),
+                            "--analyzer", str(tiny_analyzer[0])])

@@ -134,7 +134,9 @@ def train_step(networks: base.Networks, optimizers: base.Optimizers, values: bas
 
     def loss_fn(outputs):
         parsing_logits, joint_logits, presence = outputs
-        located = functools.partial(joint_losses, joint_logits, presence, discs)
+        # One computation for both terms, and none when both weigh 0.
+        located = functools.cache(functools.partial(joint_losses, joint_logits, presence,
+                                                    discs))
         terms = {
             "cross_entropy": lambda: losses.parsing_cross_entropy(parsing_logits, parsing),
             "joints": lambda: located()[0],

@@ -47,7 +47,7 @@ def learning_rate(train: ml_collections.ConfigDict) -> float | optax.Schedule:
 
     Raises ConfigError for an unknown schedule, or "cosine" without train.num_steps.
     """
-    schedule = train.get("lr_schedule", "constant")
+    schedule = train.lr_schedule
     if schedule == "constant":
         return train.lr
     if schedule != "cosine":
